@@ -1,0 +1,196 @@
+#include "memory/guest_memory.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace vireo {
+
+std::string_view to_string(MemoryError e) {
+    switch (e) {
+        case MemoryError::kOverlap: return "memory region overlaps an existing region";
+        case MemoryError::kEmpty: return "memory region is empty";
+        case MemoryError::kWrapsAround: return "memory region wraps around the address space";
+        case MemoryError::kMapFailed: return "mapping the memory region failed";
+        case MemoryError::kTooManyRegions: return "too many memory regions";
+        case MemoryError::kNotFound: return "no memory region at that address";
+    }
+    return "unknown memory error";
+}
+
+MemoryRegion::MemoryRegion(std::uint64_t gpa, std::uint64_t size, std::uint8_t* host,
+                           std::size_t map_len, std::size_t map_offset, UniqueFd fd,
+                           std::uint64_t fd_offset, std::uint64_t user_addr)
+    : gpa_(gpa),
+      size_(size),
+      host_(host + map_offset),
+      map_base_(host),
+      map_len_(map_len),
+      fd_(std::move(fd)),
+      fd_offset_(fd_offset),
+      user_addr_(user_addr) {}
+
+MemoryRegion::~MemoryRegion() {
+    if (map_base_ != nullptr) {
+        ::munmap(map_base_, map_len_);
+    }
+}
+
+namespace {
+
+constexpr std::uint64_t kMaxRegions = 512;  // vhost-user GET_MAX_MEM_SLOTS answers below this
+
+std::expected<void, MemoryError> check_range(std::uint64_t gpa, std::uint64_t size) {
+    if (size == 0) {
+        return std::unexpected(MemoryError::kEmpty);
+    }
+    if (size > UINT64_MAX - gpa) {
+        return std::unexpected(MemoryError::kWrapsAround);
+    }
+    return {};
+}
+
+}  // namespace
+
+std::expected<void, MemoryError> GuestMemory::insert(std::unique_ptr<MemoryRegion> region) {
+    if (regions_.size() >= kMaxRegions) {
+        return std::unexpected(MemoryError::kTooManyRegions);
+    }
+    auto pos = std::lower_bound(regions_.begin(), regions_.end(), region->gpa(),
+                                [](const auto& r, std::uint64_t gpa) { return r->gpa() < gpa; });
+    if (pos != regions_.end() && (*pos)->gpa() < region->end()) {
+        return std::unexpected(MemoryError::kOverlap);
+    }
+    if (pos != regions_.begin() && (*std::prev(pos))->end() > region->gpa()) {
+        return std::unexpected(MemoryError::kOverlap);
+    }
+    regions_.insert(pos, std::move(region));
+    rebuild_index();
+    return {};
+}
+
+void GuestMemory::rebuild_index() {
+    index_.clear();
+    for (const auto& r : regions_) {
+        index_.push_back({r->gpa(), r->size(), r.get()});
+    }
+}
+
+std::expected<void, MemoryError> GuestMemory::add_memfd(std::uint64_t gpa, std::uint64_t size,
+                                                        const char* name) {
+    if (auto ok = check_range(gpa, size); !ok) {
+        return ok;
+    }
+    UniqueFd fd(::memfd_create(name, MFD_CLOEXEC));
+    if (!fd || ::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
+        return std::unexpected(MemoryError::kMapFailed);
+    }
+    return add_fd(gpa, size, std::move(fd), 0);
+}
+
+std::expected<void, MemoryError> GuestMemory::add_fd(std::uint64_t gpa, std::uint64_t size,
+                                                     UniqueFd fd, std::uint64_t fd_offset,
+                                                     std::uint64_t user_addr, bool read_only) {
+    if (auto ok = check_range(gpa, size); !ok) {
+        return ok;
+    }
+    const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    const std::uint64_t skew = fd_offset % page;
+    if (size > SIZE_MAX - skew || fd_offset > static_cast<std::uint64_t>(INT64_MAX)) {
+        return std::unexpected(MemoryError::kWrapsAround);
+    }
+    // Check overlap before mapping so a rejected region costs nothing.
+    for (const auto& r : regions_) {
+        if (gpa < r->end() && r->gpa() < gpa + size) {
+            return std::unexpected(MemoryError::kOverlap);
+        }
+    }
+    const std::size_t map_len = size + skew;
+    const int prot = read_only ? PROT_READ : (PROT_READ | PROT_WRITE);
+    void* p = ::mmap(nullptr, map_len, prot, MAP_SHARED | MAP_NORESERVE, fd.get(),
+                     static_cast<off_t>(fd_offset - skew));
+    if (p == MAP_FAILED) {
+        return std::unexpected(MemoryError::kMapFailed);
+    }
+    return insert(std::make_unique<MemoryRegion>(gpa, size, static_cast<std::uint8_t*>(p), map_len,
+                                                 skew, std::move(fd), fd_offset, user_addr));
+}
+
+std::expected<void, MemoryError> GuestMemory::add_anonymous(std::uint64_t gpa, std::uint64_t size) {
+    if (auto ok = check_range(gpa, size); !ok) {
+        return ok;
+    }
+    if (size > SIZE_MAX) {
+        return std::unexpected(MemoryError::kWrapsAround);
+    }
+    for (const auto& r : regions_) {
+        if (gpa < r->end() && r->gpa() < gpa + size) {
+            return std::unexpected(MemoryError::kOverlap);
+        }
+    }
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        return std::unexpected(MemoryError::kMapFailed);
+    }
+    return insert(std::make_unique<MemoryRegion>(gpa, size, static_cast<std::uint8_t*>(p), size, 0,
+                                                 UniqueFd{}, 0, 0));
+}
+
+std::expected<void, MemoryError> GuestMemory::remove(std::uint64_t gpa, std::uint64_t size) {
+    auto it = std::find_if(regions_.begin(), regions_.end(), [&](const auto& r) {
+        return r->gpa() == gpa && r->size() == size;
+    });
+    if (it == regions_.end()) {
+        return std::unexpected(MemoryError::kNotFound);
+    }
+    regions_.erase(it);
+    rebuild_index();
+    return {};
+}
+
+const MemoryRegion* GuestMemory::find_slow(std::uint64_t gpa) const {
+    auto it = std::upper_bound(index_.begin(), index_.end(), gpa,
+                               [](std::uint64_t a, const IndexEntry& e) { return a < e.gpa; });
+    if (it == index_.begin()) {
+        return nullptr;
+    }
+    --it;
+    return gpa - it->gpa < it->size ? it->region : nullptr;
+}
+
+bool GuestMemory::read(std::uint64_t gpa, void* dst, std::uint64_t len) const {
+    auto* out = static_cast<std::uint8_t*>(dst);
+    return for_each_segment(gpa, len, [&](const HostSegment& s) {
+        std::memcpy(out, s.host, s.len);
+        out += s.len;
+        return true;
+    });
+}
+
+bool GuestMemory::write(std::uint64_t gpa, const void* src, std::uint64_t len) const {
+    const auto* in = static_cast<const std::uint8_t*>(src);
+    return for_each_segment(gpa, len, [&](const HostSegment& s) {
+        std::memcpy(s.host, in, s.len);
+        in += s.len;
+        return true;
+    });
+}
+
+std::expected<std::uint64_t, MemoryError> GuestMemory::uva_to_gpa(std::uint64_t uva,
+                                                                   std::uint64_t len) const {
+    for (const auto& r : regions_) {
+        const std::uint64_t base = r->user_addr();
+        if (base == 0 || uva < base) {
+            continue;
+        }
+        const std::uint64_t off = uva - base;
+        if (off < r->size() && len <= r->size() - off) {
+            return r->gpa() + off;
+        }
+    }
+    return std::unexpected(MemoryError::kNotFound);
+}
+
+}  // namespace vireo
