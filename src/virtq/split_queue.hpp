@@ -38,6 +38,17 @@ public:
     QueueState save() const;
     std::expected<void, QueueError> restore(const GuestMemory& mem, const QueueState& state);
 
+    // Walks the chain that starts at `head` again, without touching ring indices: vhost-user
+    // inflight recovery resubmits chains a previous back-end instance popped but never used.
+    std::expected<void, QueueError> chain_at(const GuestMemory& mem, std::uint16_t head,
+                                             DescriptorChain& out) const {
+        if (desc_ == nullptr || head >= size_) {
+            return std::unexpected(desc_ == nullptr ? QueueError::kNotReady
+                                                    : QueueError::kHeadOutOfRange);
+        }
+        return walk(mem, head, out);
+    }
+
     std::uint16_t next_avail() const { return next_avail_; }
     std::uint16_t size() const { return size_; }
     bool broken() const { return broken_; }

@@ -5,9 +5,11 @@
 // (as in rust-vmm's virtio-queue), so ownership stays with the transport.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <expected>
 #include <variant>
+#include <vector>
 
 #include "virtq/packed_queue.hpp"
 #include "virtq/split_queue.hpp"
@@ -24,7 +26,16 @@ public:
         return ring_.emplace<SplitQueue>().activate(mem, cfg, features);
     }
     // Queue reset (§2.6.1 VIRTIO_F_RING_RESET, and device reset): forget all ring state.
-    void reset() { ring_.emplace<std::monostate>(); }
+    void reset() {
+        ring_.emplace<std::monostate>();
+        resubmit_.clear();
+    }
+    // Split rings: heads of chains to hand out again, in this order, before any new chain
+    // (vhost-user inflight I/O recovery after a back-end restart). Set after activate/restore.
+    void set_resubmit(std::vector<std::uint16_t> heads) {
+        resubmit_ = std::move(heads);
+        std::reverse(resubmit_.begin(), resubmit_.end());  // popped from the back
+    }
     bool ready() const { return !std::holds_alternative<std::monostate>(ring_) && !broken(); }
     bool broken() const {
         return visit([](const auto& q) { return q.broken(); }, false);
@@ -33,6 +44,9 @@ public:
 
     std::expected<bool, QueueError> pop(const GuestMemory& mem, DescriptorChain& out) {
         if (auto* s = std::get_if<SplitQueue>(&ring_)) [[likely]] {
+            if (!resubmit_.empty()) [[unlikely]] {
+                return pop_resubmitted(*s, mem, out);
+            }
             return s->pop(mem, out);
         }
         if (auto* p = std::get_if<PackedQueue>(&ring_)) {
@@ -72,6 +86,16 @@ public:
     }
 
 private:
+    std::expected<bool, QueueError> pop_resubmitted(SplitQueue& s, const GuestMemory& mem,
+                                                    DescriptorChain& out) {
+        const std::uint16_t head = resubmit_.back();
+        resubmit_.pop_back();
+        if (auto ok = s.chain_at(mem, head, out); !ok) {
+            return std::unexpected(ok.error());
+        }
+        return true;
+    }
+
     // Calls f on the active ring; returns `none` when no ring is active.
     template <typename F, typename R>
     R visit(F&& f, R none) const {
@@ -83,7 +107,8 @@ private:
     }
     template <typename F>
     void visit(F&& f) {
-        visit_ring(*this, [&](auto& q) { return f(q), 0; }, 0);
+        visit_ring(
+            *this, [&](auto& q) { return f(q), 0; }, 0);
     }
     template <typename Self, typename F, typename R>
     static R visit_ring(Self& self, F&& f, R none) {
@@ -97,6 +122,7 @@ private:
     }
 
     std::variant<std::monostate, SplitQueue, PackedQueue> ring_;
+    std::vector<std::uint16_t> resubmit_;  // reversed: the next head is at the back
 };
 
 }  // namespace vireo::virtq
