@@ -76,6 +76,9 @@ public:
         writable_bytes_ = 0;
     }
     void set_descs(std::uint16_t n) { token_.descs = n; }
+    // Packed rings carry the buffer id in the chain's last descriptor (§2.8.6), known only at
+    // the end of the walk.
+    void set_id(std::uint16_t id) { token_.id = id; }
     void add_readable(std::uint8_t* p, std::uint64_t len) {
         segs_.push_back({p, static_cast<std::size_t>(len)});
         ++readable_count_;

@@ -42,7 +42,29 @@ public:
     bool broken() const { return broken_; }
 
 private:
-    std::expected<void, QueueError> walk(const GuestMemory& mem, DescriptorChain& out);
+    // Running state of one chain walk: readable-before-writable order (§2.8.17) and the
+    // 2^32 - 1 bound on the total length.
+    struct WalkState {
+        bool seen_writable = false;
+        std::uint64_t total = 0;
+    };
+
+    // Walks the chain whose head (flags already acquire-loaded) is at next_avail_; returns the
+    // number of ring slots it occupies.
+    std::expected<std::uint16_t, QueueError> walk(const GuestMemory& mem, std::uint16_t head_flags,
+                                                  DescriptorChain& out) const;
+    std::expected<void, QueueError> walk_indirect(const GuestMemory& mem, const PackedDesc& d,
+                                                  WalkState& st, DescriptorChain& out) const;
+    // True if the descriptor at next_avail_ has been made available (acquire load of flags).
+    bool head_available() const;
+    // Moves a ring position forward by n (<= size) slots, toggling its wrap counter on wrap.
+    void advance(std::uint16_t& pos, bool& wrap, std::uint16_t n) const {
+        pos = static_cast<std::uint16_t>(pos + n);
+        if (pos >= size_) {
+            pos = static_cast<std::uint16_t>(pos - size_);
+            wrap = !wrap;
+        }
+    }
     std::unexpected<QueueError> fail(QueueError e) {
         broken_ = true;
         return std::unexpected(e);
@@ -56,12 +78,12 @@ private:
     std::uint16_t size_ = 0;
     std::uint16_t next_avail_ = 0;  // slot, 0..size-1
     bool avail_wrap_ = true;        // §2.8.1: both wrap counters start at 1
-    std::uint16_t next_used_ = 0;
+    std::uint16_t next_used_ = 0;   // slot, 0..size-1
     bool used_wrap_ = true;
     // Batch state for publish(): the first pushed slot's flags are written last.
+    bool batch_pending_ = false;
     std::uint16_t batch_first_ = 0;
     std::uint16_t batch_first_flags_ = 0;
-    std::uint16_t batch_count_ = 0;
     // Used position at the last notification decision, for DESC mode (§2.8.10).
     std::uint16_t signalled_used_ = 0;
     bool signalled_wrap_ = true;

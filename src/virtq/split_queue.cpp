@@ -163,6 +163,10 @@ std::expected<void, QueueError> SplitQueue::walk(const GuestMemory& mem, std::ui
 }
 
 void SplitQueue::push(UsedToken token, std::uint32_t len) {
+    // A queue whose activate() failed has no rings (Virtqueue still holds it, broken).
+    if (used_ring_ == nullptr) {
+        return;
+    }
     SplitUsedElem& e = used_ring_[next_used_ & (size_ - 1)];
     // Plain stores: the driver reads the element only after it sees used->idx (release below).
     e.id.set(token.id);
