@@ -89,6 +89,9 @@ public:
     // Completes (or fails) everything in flight and publishes it; called before the queue stops
     // (vhost-user GET_VRING_BASE, device reset, shutdown). Must not leave a chain unanswered.
     virtual void drain() = 0;
+    // True once the queue met a malformed ring (a virtq::QueueError) and stopped: the transport
+    // should set DEVICE_NEEDS_RESET (§2.1.2) and notify a configuration change.
+    virtual bool needs_reset() const { return false; }
 };
 
 class VirtioDevice {

@@ -1,0 +1,254 @@
+// virtio-blk device model (virtio 1.2 §5.2), independent of the transport.
+//
+// Backed by a raw image file or a block device. Requests are parsed into a validated BlkRequest
+// before any I/O (parse_blk_request); the I/O itself goes through an IoEngine (blk_engine.hpp):
+// io_uring by default, or synchronous preadv/pwritev.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <expected>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "devices/device.hpp"
+#include "memory/le.hpp"
+#include "memory/unique_fd.hpp"
+#include "virtq/chain.hpp"
+
+namespace vireo::dev {
+
+// --- wire constants (§5.2.3, §5.2.6) ----------------------------------------------------
+inline constexpr unsigned kBlkFSizeMax = 1;
+inline constexpr unsigned kBlkFSegMax = 2;
+inline constexpr unsigned kBlkFGeometry = 4;
+inline constexpr unsigned kBlkFRo = 5;
+inline constexpr unsigned kBlkFBlkSize = 6;
+inline constexpr unsigned kBlkFFlush = 9;
+inline constexpr unsigned kBlkFTopology = 10;
+inline constexpr unsigned kBlkFConfigWce = 11;
+inline constexpr unsigned kBlkFMq = 12;
+inline constexpr unsigned kBlkFDiscard = 13;
+inline constexpr unsigned kBlkFWriteZeroes = 14;
+inline constexpr unsigned kBlkFLifetime = 15;
+inline constexpr unsigned kBlkFSecureErase = 16;
+
+inline constexpr std::uint32_t kBlkTIn = 0;
+inline constexpr std::uint32_t kBlkTOut = 1;
+inline constexpr std::uint32_t kBlkTFlush = 4;
+inline constexpr std::uint32_t kBlkTGetId = 8;
+inline constexpr std::uint32_t kBlkTGetLifetime = 10;
+inline constexpr std::uint32_t kBlkTDiscard = 11;
+inline constexpr std::uint32_t kBlkTWriteZeroes = 13;
+inline constexpr std::uint32_t kBlkTSecureErase = 14;
+
+inline constexpr std::uint8_t kBlkSOk = 0;
+inline constexpr std::uint8_t kBlkSIoErr = 1;
+inline constexpr std::uint8_t kBlkSUnsupp = 2;
+
+inline constexpr std::uint32_t kBlkWriteZeroesFlagUnmap = 1;  // flags.unmap, bit 0
+
+// The protocol's unit is always 512 bytes, whatever blk_size says (§5.2.5).
+inline constexpr std::uint32_t kSectorSize = 512;
+inline constexpr unsigned kSectorShift = 9;
+inline constexpr std::size_t kBlkIdBytes = 20;  // GET_ID: NUL-padded, no terminator at 20
+
+// §5.2.6: type, reserved, sector; then data; then the status byte.
+struct BlkReqHeader {
+    le32 type;
+    le32 reserved;
+    le64 sector;
+};
+static_assert(sizeof(BlkReqHeader) == 16);
+
+// §5.2.6: one DISCARD / WRITE_ZEROES segment.
+struct BlkDiscardWriteZeroes {
+    le64 sector;
+    le32 num_sectors;
+    le32 flags;
+};
+static_assert(sizeof(BlkDiscardWriteZeroes) == 16);
+
+// §5.2.4 struct virtio_blk_config.
+struct BlkGeometry {
+    le16 cylinders;
+    std::uint8_t heads;
+    std::uint8_t sectors;
+};
+struct BlkTopology {
+    std::uint8_t physical_block_exp;  // log2(logical blocks per physical block)
+    std::uint8_t alignment_offset;    // offset of the first aligned logical block
+    le16 min_io_size;                 // in logical blocks
+    le32 opt_io_size;                 // in logical blocks
+};
+struct BlkConfig {
+    le64 capacity;  // in 512-byte sectors
+    le32 size_max;
+    le32 seg_max;
+    BlkGeometry geometry;
+    le32 blk_size;
+    BlkTopology topology;
+    std::uint8_t writeback;
+    std::uint8_t unused0;
+    le16 num_queues;
+    le32 max_discard_sectors;
+    le32 max_discard_seg;
+    le32 discard_sector_alignment;
+    le32 max_write_zeroes_sectors;
+    le32 max_write_zeroes_seg;
+    std::uint8_t write_zeroes_may_unmap;
+    std::uint8_t unused1[3];
+    le32 max_secure_erase_sectors;
+    le32 max_secure_erase_seg;
+    le32 secure_erase_sector_alignment;
+};
+static_assert(sizeof(BlkGeometry) == 4 && sizeof(BlkTopology) == 8);
+static_assert(offsetof(BlkConfig, size_max) == 8 && offsetof(BlkConfig, seg_max) == 12);
+static_assert(offsetof(BlkConfig, geometry) == 16 && offsetof(BlkConfig, blk_size) == 20);
+static_assert(offsetof(BlkConfig, topology) == 24 && offsetof(BlkConfig, writeback) == 32);
+static_assert(offsetof(BlkConfig, num_queues) == 34);
+static_assert(offsetof(BlkConfig, max_discard_sectors) == 36);
+static_assert(offsetof(BlkConfig, max_discard_seg) == 40);
+static_assert(offsetof(BlkConfig, discard_sector_alignment) == 44);
+static_assert(offsetof(BlkConfig, max_write_zeroes_sectors) == 48);
+static_assert(offsetof(BlkConfig, max_write_zeroes_seg) == 52);
+static_assert(offsetof(BlkConfig, write_zeroes_may_unmap) == 56);
+static_assert(offsetof(BlkConfig, max_secure_erase_sectors) == 60);
+static_assert(sizeof(BlkConfig) == 72);
+
+// --- limits this device advertises ---------------------------------------------------------
+inline constexpr std::uint32_t kBlkSizeMax = 1u << 20;  // bytes per segment (advisory)
+// DISCARD / WRITE_ZEROES: up to 2 GiB and 16 ranges per request.
+inline constexpr std::uint32_t kBlkMaxDiscardSectors = (1u << 31) >> kSectorShift;
+inline constexpr std::uint32_t kBlkMaxDiscardSeg = 16;
+inline constexpr std::uint32_t kBlkMaxWriteZeroesSectors = kBlkMaxDiscardSectors;
+inline constexpr std::uint32_t kBlkMaxWriteZeroesSeg = kBlkMaxDiscardSeg;
+
+// --- request parsing -----------------------------------------------------------------------
+
+// What the parser needs to know about the device.
+struct BlkLimits {
+    std::uint64_t capacity_sectors = 0;
+    bool read_only = false;
+    std::uint32_t max_discard_sectors = kBlkMaxDiscardSectors;
+    std::uint32_t max_discard_seg = kBlkMaxDiscardSeg;
+    std::uint32_t max_write_zeroes_sectors = kBlkMaxWriteZeroesSectors;
+    std::uint32_t max_write_zeroes_seg = kBlkMaxWriteZeroesSeg;
+};
+
+enum class BlkOp : std::uint8_t { kRead, kWrite, kFlush, kGetId, kDiscard, kWriteZeroes };
+
+struct BlkRange {
+    std::uint64_t sector;
+    std::uint32_t num_sectors;
+    bool unmap;  // WRITE_ZEROES may deallocate
+};
+
+// A validated request: every sector range is inside the capacity, lengths are whole sectors,
+// and the data buffers are host iovecs into guest memory (zero copy).
+struct BlkRequest {
+    BlkOp op = BlkOp::kRead;
+    std::uint64_t sector = 0;
+    std::uint64_t data_len = 0;  // bytes in `data`
+    // kRead / kGetId: the device-writable buffers before the status byte;
+    // kWrite: the device-readable buffers after the header. Empty otherwise.
+    std::vector<iovec> data;
+    std::vector<BlkRange> ranges;  // kDiscard / kWriteZeroes
+    std::uint8_t* status = nullptr;
+};
+
+// A request that completes without I/O. `status` is null when the chain has no writable byte
+// to put a status in: it is then completed with used length 0.
+struct BlkReject {
+    std::uint8_t* status;
+    std::uint8_t code;  // kBlkSIoErr or kBlkSUnsupp
+};
+
+// Parses `chain` into `out` (whose vectors keep their capacity across calls). Does not touch the
+// image and writes nothing into the chain.
+std::expected<void, BlkReject> parse_blk_request(const virtq::DescriptorChain& chain,
+                                                 const BlkLimits& limits, BlkRequest& out);
+
+// --- the device ------------------------------------------------------------------------
+
+enum class BlkEngine : std::uint8_t { kUring, kSync };
+
+// "uring" / "sync"; the error names the accepted values.
+std::expected<BlkEngine, std::string> parse_blk_engine(std::string_view name);
+std::string_view to_string(BlkEngine e);
+
+struct BlkOptions {
+    std::string path;  // raw image file or block device
+    bool read_only = false;
+    std::uint16_t num_queues = 1;
+    std::uint16_t queue_size = 256;  // largest queue the driver may configure
+    BlkEngine engine = BlkEngine::kUring;
+    bool direct = false;  // O_DIRECT: bypass the host page cache
+    std::string serial;   // GET_ID string, at most 20 bytes
+};
+
+// Per-device counters, updated by every queue (relaxed: they are statistics).
+struct BlkStats {
+    std::atomic<std::uint64_t> requests{0};
+    std::atomic<std::uint64_t> rejected{0};   // completed with an error status by the parser
+    std::atomic<std::uint64_t> no_status{0};  // no writable byte: completed with used len 0
+    std::atomic<std::uint64_t> io_errors{0};  // the engine failed: completed with IOERR
+    std::atomic<std::uint64_t> bounced{0};    // O_DIRECT requests copied through a bounce buffer
+};
+
+class BlkDevice final : public VirtioDevice {
+    struct PrivateTag {};
+
+  public:
+    // Use open(); public only so open() can use make_unique.
+    explicit BlkDevice(PrivateTag) {}
+
+    // Opens the image and derives the geometry. Errors name the path and the problem.
+    static std::expected<std::unique_ptr<BlkDevice>, std::string> open(const BlkOptions& options);
+
+    std::uint32_t device_id() const override { return kIdBlock; }
+    std::uint64_t device_features() const override;
+    std::uint16_t num_queues() const override { return options_.num_queues; }
+    std::uint16_t max_queue_size() const override { return options_.queue_size; }
+    std::span<const std::uint8_t> config() const override;
+    // Only `writeback` is writable, and only once VIRTIO_BLK_F_CONFIG_WCE was negotiated.
+    void write_config(std::uint32_t offset, std::span<const std::uint8_t> data) override;
+    void set_features(std::uint64_t negotiated) override;
+    // nullptr if index >= num_queues().
+    std::unique_ptr<QueueHandler> start_queue(std::uint16_t index, QueueHandle q) override;
+    void reset() override;
+
+    // fdatasync the image (shutdown). False (and logged) if the kernel reports an error.
+    bool flush_all();
+
+    std::uint64_t capacity_sectors() const { return limits_.capacity_sectors; }
+    bool read_only() const { return options_.read_only; }
+    // True while writes must reach stable storage before they complete (§5.2.6.2 cases 1, 2).
+    bool writethrough() const { return writethrough_.load(std::memory_order_relaxed); }
+    const BlkStats& stats() const { return stats_; }
+    const BlkOptions& options() const { return options_; }
+
+  private:
+    friend class BlkQueue;
+    void update_cache_mode();
+
+    BlkOptions options_;
+    UniqueFd fd_;
+    BlkLimits limits_;
+    std::uint32_t logical_block_ = kSectorSize;
+    std::uint32_t direct_align_ = kSectorSize;  // O_DIRECT buffer, length and offset alignment
+    BlkConfig config_{};
+    std::uint64_t negotiated_ = 0;
+    std::atomic<bool> writethrough_{false};
+    // Remembered fallocate support, so an unsupported mode is tried once, not per request.
+    std::atomic<bool> punch_hole_ok_{true};
+    std::atomic<bool> zero_range_ok_{true};
+    BlkStats stats_;
+};
+
+}  // namespace vireo::dev

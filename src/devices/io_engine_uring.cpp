@@ -1,0 +1,152 @@
+// io_uring engine: ops become SQEs, a batch is started with one io_uring_submit, and the
+// kernel signals completions on an eventfd the transport polls (QueueHandler::event_fd()).
+#include <fmt/format.h>
+#include <liburing.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+#include "devices/blk_engine.hpp"
+#include "memory/unique_fd.hpp"
+
+namespace vireo::dev {
+
+namespace {
+
+// io_uring rejects more entries than this (IORING_MAX_ENTRIES).
+constexpr std::uint32_t kMaxRingEntries = 32768;
+
+class UringEngine final : public IoEngine {
+  public:
+    UringEngine(int fd, UniqueFd efd) : fd_(fd), efd_(std::move(efd)) {}
+    ~UringEngine() override {
+        if (initialised_) {
+            ::io_uring_queue_exit(&ring_);
+        }
+    }
+    UringEngine(const UringEngine&) = delete;
+    UringEngine& operator=(const UringEngine&) = delete;
+
+    std::expected<void, std::string> init(std::uint32_t depth) {
+        const std::uint32_t entries = std::clamp<std::uint32_t>(depth, 1, kMaxRingEntries);
+        if (int r = ::io_uring_queue_init(entries, &ring_, 0); r < 0) {
+            return std::unexpected(
+                fmt::format("io_uring_queue_init({}): {}", entries, std::strerror(-r)));
+        }
+        initialised_ = true;
+        if (int r = ::io_uring_register_eventfd(&ring_, efd_.get()); r < 0) {
+            return std::unexpected(fmt::format("io_uring_register_eventfd: {}", std::strerror(-r)));
+        }
+        return {};
+    }
+
+    void submit(const IoOp& op) override {
+        io_uring_sqe* sqe = ::io_uring_get_sqe(&ring_);
+        if (sqe == nullptr) {
+            // The caller bounds its ops by the ring size, so this is not expected; make room by
+            // starting what is queued rather than dropping the op.
+            commit();
+            sqe = ::io_uring_get_sqe(&ring_);
+        }
+        if (sqe == nullptr) {
+            // Reported like a transient failure: the caller retries a bounded number of times.
+            failed_.push_back({op.tag, -EAGAIN});
+            return;
+        }
+        const auto cnt = static_cast<unsigned>(std::min<std::size_t>(op.iov.size(), IOV_MAX));
+        switch (op.kind) {
+            case IoKind::kRead:
+                ::io_uring_prep_readv(sqe, fd_, op.iov.data(), cnt, op.offset);
+                break;
+            case IoKind::kWrite:
+                ::io_uring_prep_writev(sqe, fd_, op.iov.data(), cnt, op.offset);
+                break;
+            case IoKind::kSync:
+                ::io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC);
+                break;
+            case IoKind::kFallocate:
+                ::io_uring_prep_fallocate(sqe, fd_, op.mode, static_cast<off_t>(op.offset),
+                                          static_cast<off_t>(op.len));
+                break;
+        }
+        if (op.barrier) {
+            // Starts only when every earlier SQE of this ring has completed.
+            sqe->flags |= IOSQE_IO_DRAIN;
+        }
+        ::io_uring_sqe_set_data64(sqe, op.tag);
+    }
+
+    void commit() override {
+        // SQEs that could not be submitted (a transient -EAGAIN/-EBUSY) stay in the SQ ring and
+        // go with the next submit or wait().
+        int r;
+        do {
+            r = ::io_uring_submit(&ring_);
+        } while (r == -EINTR);
+    }
+
+    void reap(std::vector<IoCompletion>& out) override {
+        out.insert(out.end(), failed_.begin(), failed_.end());
+        failed_.clear();
+        io_uring_cqe* cqe;
+        unsigned head;
+        unsigned n = 0;
+        io_uring_for_each_cqe(&ring_, head, cqe) {
+            out.push_back({static_cast<std::uint16_t>(::io_uring_cqe_get_data64(cqe)), cqe->res});
+            ++n;
+        }
+        ::io_uring_cq_advance(&ring_, n);
+    }
+
+    bool wait() override {
+        if (!failed_.empty() || ::io_uring_cq_ready(&ring_) > 0) {
+            return true;
+        }
+        // Also submits anything left in the SQ ring, so a waited-for op is never stuck there.
+        for (;;) {
+            const int r = ::io_uring_submit_and_wait(&ring_, 1);
+            if (r >= 0) {
+                return true;
+            }
+            if (r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+                return false;
+            }
+        }
+    }
+
+    int event_fd() const override { return efd_.get(); }
+
+    void clear_event() override {
+        std::uint64_t count;
+        // Non-blocking: EAGAIN just means another reap already consumed the signal.
+        [[maybe_unused]] const ssize_t r = ::read(efd_.get(), &count, sizeof count);
+    }
+
+  private:
+    io_uring ring_{};
+    bool initialised_ = false;
+    int fd_;
+    UniqueFd efd_;
+    std::vector<IoCompletion> failed_;
+};
+
+}  // namespace
+
+std::expected<std::unique_ptr<IoEngine>, std::string> make_uring_engine(int fd,
+                                                                        std::uint32_t depth) {
+    UniqueFd efd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!efd) {
+        return std::unexpected(fmt::format("eventfd: {}", std::strerror(errno)));
+    }
+    auto engine = std::make_unique<UringEngine>(fd, std::move(efd));
+    if (auto ok = engine->init(depth); !ok) {
+        return std::unexpected(ok.error());
+    }
+    return engine;
+}
+
+}  // namespace vireo::dev
