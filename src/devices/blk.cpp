@@ -36,8 +36,11 @@ constexpr std::size_t kMaxIovPerOp = IOV_MAX;
 constexpr std::size_t kZeroChunk = 64 * 1024;
 constexpr std::size_t kZeroIovs = 16;
 alignas(4096) const std::uint8_t kZeros[kZeroChunk] = {};
-// Bounce buffers are page aligned, which satisfies any O_DIRECT alignment we accept.
+// Bounce buffers are page aligned, which satisfies any O_DIRECT alignment we accept. A request
+// longer than kMaxBounce goes through the buffer in pieces: a guest cannot make us allocate
+// more than this per slot, however long its chains.
 constexpr std::size_t kBounceAlign = 4096;
+constexpr std::size_t kMaxBounce = 256 * 1024;
 constexpr std::uint16_t kMaxQueues = 256;
 
 bool in_capacity(std::uint64_t sector, std::uint64_t sectors, std::uint64_t capacity) {
@@ -261,6 +264,7 @@ class BlkQueue final : public QueueHandler {
         std::size_t iov_first = 0;
         std::uint64_t offset = 0;     // image offset of the next byte
         std::uint64_t remaining = 0;  // bytes left in the current phase
+        std::uint64_t done = 0;       // data bytes already transferred (bounce position)
         AlignedBuffer bounce;
         std::size_t bounce_cap = 0;
     };
@@ -385,32 +389,42 @@ class BlkQueue final : public QueueHandler {
         issue(tag);
     }
 
-    // Points the slot's iovecs at the guest buffers, or at a bounce buffer when O_DIRECT cannot
-    // use the guest's (misaligned) buffers. False if the bounce buffer cannot be allocated.
+    // Points the slot's iovecs at the guest buffers, or prepares a bounce buffer when O_DIRECT
+    // cannot use the guest's (misaligned) buffers. False if the bounce buffer cannot be allocated.
     bool setup_data(Slot& s) {
         const BlkRequest& req = s.req;
         s.iov_first = 0;
+        s.done = 0;
         if (!dev_.options_.direct || aligned(req.data, dev_.direct_align_)) {
             s.iov.assign(req.data.begin(), req.data.end());
             return true;
         }
         // O_DIRECT needs buffer addresses and lengths aligned to the logical block size. Guest
-        // pages usually are; a request that is not goes through a page-aligned copy.
-        if (s.bounce_cap < req.data_len) {
-            const std::size_t cap = (req.data_len + kBounceAlign - 1) / kBounceAlign * kBounceAlign;
+        // pages usually are; a request that is not is copied through a page-aligned buffer,
+        // kMaxBounce bytes per op (issue()).
+        const std::size_t want = std::min<std::uint64_t>(req.data_len, kMaxBounce);
+        if (s.bounce_cap < want) {
+            const std::size_t cap = (want + kBounceAlign - 1) / kBounceAlign * kBounceAlign;
             s.bounce.reset(static_cast<std::uint8_t*>(std::aligned_alloc(kBounceAlign, cap)));
             s.bounce_cap = s.bounce ? cap : 0;
             if (!s.bounce) {
                 return false;
             }
         }
-        if (req.op == BlkOp::kWrite) {
-            virtq::ChainReader(req.data).read({s.bounce.get(), req.data_len});
-        }
-        s.iov.assign(1, iovec{s.bounce.get(), req.data_len});
         s.bounced = true;
         dev_.stats_.bounced.fetch_add(1, std::memory_order_relaxed);
         return true;
+    }
+
+    // Copies n bytes between the bounce buffer and the guest data at s.done.
+    static void copy_bounce(Slot& s, std::size_t n, bool to_guest) {
+        virtq::SgCursor c(s.req.data);
+        c.advance(s.done, [](std::uint8_t*, std::size_t) {});
+        std::uint8_t* b = s.bounce.get();
+        c.advance(n, [&](std::uint8_t* p, std::size_t len) {
+            to_guest ? std::memcpy(p, b, len) : std::memcpy(b, p, len);
+            b += len;
+        });
     }
 
     // Chooses how to handle ranges[range]; false if it needs no I/O (a discard the image cannot
@@ -445,6 +459,14 @@ class BlkQueue final : public QueueHandler {
         switch (s.phase) {
             case Phase::kData: {
                 op.kind = s.req.op == BlkOp::kRead ? IoKind::kRead : IoKind::kWrite;
+                if (s.bounced) {
+                    const std::size_t chunk = std::min<std::uint64_t>(s.remaining, s.bounce_cap);
+                    if (s.req.op == BlkOp::kWrite) {
+                        copy_bounce(s, chunk, false);
+                    }
+                    s.iov.assign(1, iovec{s.bounce.get(), chunk});
+                    s.iov_first = 0;
+                }
                 const std::size_t n = std::min(s.iov.size() - s.iov_first, kMaxIovPerOp);
                 op.iov = std::span(s.iov).subspan(s.iov_first, n);
                 break;
@@ -518,6 +540,9 @@ class BlkQueue final : public QueueHandler {
                     io_error(tag, res);
                     return;
                 }
+                if (s.bounced && s.req.op == BlkOp::kRead && s.phase == Phase::kData) {
+                    copy_bounce(s, std::min<std::uint64_t>(res, s.remaining), true);
+                }
                 advance(s, static_cast<std::uint64_t>(res));
                 if (s.remaining > 0) {
                     issue(tag);
@@ -526,9 +551,6 @@ class BlkQueue final : public QueueHandler {
                 if (s.phase == Phase::kZeroWrite) {
                     next_range(tag);
                     return;
-                }
-                if (s.req.op == BlkOp::kRead && s.bounced) {
-                    virtq::ChainWriter(s.req.data).write({s.bounce.get(), s.req.data_len});
                 }
                 if (s.req.op == BlkOp::kWrite && dev_.writethrough()) {
                     s.phase = Phase::kSync;
@@ -598,6 +620,7 @@ class BlkQueue final : public QueueHandler {
         n = std::min(n, s.remaining);
         s.remaining -= n;
         s.offset += n;
+        s.done += n;
         s.retries = 0;
         while (n > 0 && s.iov_first < s.iov.size()) {
             iovec& v = s.iov[s.iov_first];

@@ -22,7 +22,7 @@ inline constexpr std::uint32_t kIdVsock = 19;
 
 // How a queue tells the driver that used buffers are ready (an eventfd write, an injected IRQ).
 class Interrupt {
-public:
+  public:
     virtual ~Interrupt() = default;
     virtual void signal() = 0;
 };
@@ -30,7 +30,7 @@ public:
 // Tracks chains between pop and push so a restarted back end can resubmit them (vhost-user
 // inflight I/O tracking). Optional: transports without it pass nullptr.
 class InflightTracker {
-public:
+  public:
     virtual ~InflightTracker() = default;
     virtual void on_pop(virtq::UsedToken token) = 0;
     virtual void on_push(virtq::UsedToken token) = 0;
@@ -39,7 +39,7 @@ public:
 
 // A running queue as a device sees it. Only the thread that runs the queue's handler touches it.
 class QueueHandle {
-public:
+  public:
     QueueHandle(const GuestMemory& mem, virtq::Virtqueue& vq, Interrupt& irq,
                 InflightTracker* inflight = nullptr)
         : mem_(&mem), vq_(&vq), irq_(&irq), inflight_(inflight) {}
@@ -71,7 +71,7 @@ public:
         }
     }
 
-private:
+  private:
     const GuestMemory* mem_;
     virtq::Virtqueue* vq_;
     Interrupt* irq_;
@@ -81,7 +81,7 @@ private:
 // Serves one queue. The transport runs it on one thread: on_kick() when the driver notifies,
 // on_event() when event_fd() (if any, e.g. io_uring completions) becomes readable.
 class QueueHandler {
-public:
+  public:
     virtual ~QueueHandler() = default;
     virtual void on_kick() = 0;
     virtual int event_fd() const { return -1; }
@@ -95,7 +95,7 @@ public:
 };
 
 class VirtioDevice {
-public:
+  public:
     virtual ~VirtioDevice() = default;
 
     virtual std::uint32_t device_id() const = 0;

@@ -19,6 +19,8 @@ namespace {
 
 // io_uring rejects more entries than this (IORING_MAX_ENTRIES).
 constexpr std::uint32_t kMaxRingEntries = 32768;
+// Transient failures (signals, momentary kernel resource shortage) tolerated by one wait().
+constexpr unsigned kMaxWaitRetries = 1000;
 
 class UringEngine final : public IoEngine {
   public:
@@ -107,15 +109,16 @@ class UringEngine final : public IoEngine {
             return true;
         }
         // Also submits anything left in the SQ ring, so a waited-for op is never stuck there.
-        for (;;) {
+        for (unsigned tries = 0; tries < kMaxWaitRetries; ++tries) {
             const int r = ::io_uring_submit_and_wait(&ring_, 1);
             if (r >= 0) {
                 return true;
             }
             if (r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-                return false;
+                break;
             }
         }
+        return false;
     }
 
     int event_fd() const override { return efd_.get(); }
