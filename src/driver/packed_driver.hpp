@@ -263,7 +263,6 @@ class PackedDriver {
         }
         for (; detach_cursor_ < size_; ++detach_cursor_) {
             if (state_[detach_cursor_].token != nullptr) {
-                --in_flight_;
                 return reclaim(detach_cursor_);
             }
         }
@@ -319,6 +318,7 @@ class PackedDriver {
         detail::InFlight& s = state_[id];
         void* token = s.token;
         num_free_ = static_cast<std::uint16_t>(num_free_ + s.descs);
+        --in_flight_;
         next_id_[id] = free_id_;
         free_id_ = id;
         s = {};
