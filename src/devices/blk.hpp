@@ -3,6 +3,22 @@
 // Backed by a raw image file or a block device. Requests are parsed into a validated BlkRequest
 // before any I/O (parse_blk_request); the I/O itself goes through an IoEngine (blk_engine.hpp):
 // io_uring by default, or synchronous preadv/pwritev.
+//
+// Requests run as small state machines in BlkQueue (blk.cpp), shared by both engines:
+//  - IN/OUT: one preadv/pwritev per ≤ IOV_MAX segments; short transfers resubmit the rest,
+//    a transfer of 0 bytes (the image shrank) fails with IOERR. In write-through mode each
+//    write is followed by fdatasync before it completes.
+//  - FLUSH: fdatasync, ordered after every earlier op of the queue (IOSQE_IO_DRAIN).
+//  - DISCARD: fallocate(PUNCH_HOLE|KEEP_SIZE) per range; skipped where unsupported (a hint).
+//  - WRITE_ZEROES: PUNCH_HOLE if unmap is allowed, else ZERO_RANGE, else writing zeros; an
+//    unsupported mode is remembered per device.
+//  - -EAGAIN/-EINTR are retried a bounded number of times; other errors complete with IOERR.
+//
+// O_DIRECT (BlkOptions::direct): buffers, lengths and offsets must be aligned to the logical
+// block size (512 for image files, BLKSSZGET for block devices). Guest buffers that are not are
+// copied through a page-aligned bounce buffer of at most 256 KiB per request slot, in pieces.
+// Offsets are always whole 512-byte sectors; an image file on a file system that needs 4 KiB
+// direct I/O alignment therefore fails sub-4K requests with IOERR — use the page cache there.
 #pragma once
 
 #include <sys/uio.h>

@@ -10,7 +10,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -149,9 +151,9 @@ struct Result {
 // A temp image file, removed at the end.
 class TempImage {
   public:
-    explicit TempImage(std::uint64_t size) {
-        char name[] = "/tmp/vireo-blk-test-XXXXXX";
-        const int fd = ::mkstemp(name);
+    explicit TempImage(std::uint64_t size, std::string dir = "/tmp") {
+        std::string name = dir + "/vireo-blk-test-XXXXXX";
+        const int fd = ::mkstemp(name.data());
         EXPECT_GE(fd, 0);
         path_ = name;
         fd_ = UniqueFd(fd);
@@ -475,6 +477,34 @@ TEST_P(BlkTest, Flush) {
     EXPECT_TRUE(dev_->flush_all());
 }
 
+// FLUSH is a barrier: posted in the same batch as writes, it completes after all of them
+// (io_uring: IOSQE_IO_DRAIN; the sync engine runs in order).
+TEST_P(BlkTest, FlushCompletesAfterTheWritesBeforeIt) {
+    constexpr int kWrites = 6;
+    std::vector<std::uint16_t> heads;
+    for (int i = 0; i < kWrites; ++i) {
+        const std::uint64_t hdr = driver_->alloc(16, 16);
+        const std::uint64_t buf = driver_->alloc(65536);
+        const std::uint64_t st = driver_->alloc(1, 1);
+        BlkReqHeader h{le32::of(kBlkTOut), le32::of(0), le64::of(128ull * i)};
+        mem_.write_obj(hdr, h);
+        const auto data = random_bytes(65536, 300 + i);
+        mem_.write(buf, data.data(), data.size());
+        heads.push_back(driver_->post({{hdr, 16, false}, {buf, 65536, false}, {st, 1, true}}));
+    }
+    const std::uint64_t fhdr = driver_->alloc(16, 16);
+    const std::uint64_t fst = driver_->alloc(1, 1);
+    BlkReqHeader fh{le32::of(kBlkTFlush), le32::of(0), le64::of(0)};
+    mem_.write_obj(fhdr, fh);
+    const std::uint16_t flush = driver_->post({{fhdr, 16, false}, {fst, 1, true}});
+    auto used = run(kWrites + 1);
+    ASSERT_EQ(used.size(), static_cast<std::size_t>(kWrites + 1));
+    EXPECT_EQ(used.back().id, flush);
+    std::uint8_t status = 0xff;
+    mem_.read_obj(fst, status);
+    EXPECT_EQ(status, kBlkSOk);
+}
+
 TEST_P(BlkTest, GetId) {
     const std::uint64_t buf = driver_->alloc(kBlkIdBytes);
     std::vector<std::uint8_t> poison(kBlkIdBytes, 0xcc);
@@ -666,12 +696,197 @@ INSTANTIATE_TEST_SUITE_P(Engines, BlkTest,
                                     (std::get<1>(info.param) ? "_direct" : "_cached");
                          });
 
+// --- packed ring (§2.8) -----------------------------------------------------------------
+
+// The driver side of a packed ring: enough to post chains and collect used descriptors.
+class PackedDriver {
+  public:
+    explicit PackedDriver(const GuestMemory& mem) : mem_(mem) {}
+
+    std::uint16_t post(const std::vector<Seg>& segs) {
+        const std::uint16_t id = next_id_++;
+        ndescs_[id] = static_cast<std::uint16_t>(segs.size());
+        const std::uint16_t head_slot = next_;
+        std::uint16_t head_flags = 0;
+        for (std::size_t i = 0; i < segs.size(); ++i) {
+            std::uint16_t flags = i + 1 < segs.size() ? virtq::kDescFNext : 0;
+            flags |= segs[i].writable ? virtq::kDescFWrite : 0;
+            // §2.8.1: AVAIL = the driver's wrap counter, USED = its inverse.
+            flags |= wrap_ ? virtq::kPackedDescFAvail : virtq::kPackedDescFUsed;
+            virtq::PackedDesc d{le64::of(segs[i].gpa), le32::of(segs[i].len), le16::of(id),
+                                le16::of(i == 0 ? 0 : flags)};
+            mem_.write_obj(kDescGpa + 16ull * next_, d);
+            if (i == 0) {
+                head_flags = flags;
+            }
+            if (++next_ == kQueueSize) {
+                next_ = 0;
+                wrap_ = !wrap_;
+            }
+        }
+        // The head's flags last, after everything else of the chain (§2.8.21).
+        std::atomic_thread_fence(std::memory_order_release);
+        mem_.write_obj(kDescGpa + 16ull * head_slot + 14, le16::of(head_flags));
+        return id;
+    }
+
+    std::optional<Used> next_used() {
+        virtq::PackedDesc d{};
+        mem_.read_obj(kDescGpa + 16ull * used_pos_, d);
+        const std::uint16_t flags = d.flags.get();
+        const bool avail = (flags & virtq::kPackedDescFAvail) != 0;
+        const bool used = (flags & virtq::kPackedDescFUsed) != 0;
+        if (avail != used || used != used_wrap_) {
+            return std::nullopt;
+        }
+        std::atomic_thread_fence(std::memory_order_acquire);
+        const std::uint16_t id = d.id.get();
+        used_pos_ = static_cast<std::uint16_t>(used_pos_ + ndescs_.at(id));
+        if (used_pos_ >= kQueueSize) {
+            used_pos_ -= kQueueSize;
+            used_wrap_ = !used_wrap_;
+        }
+        return Used{id, d.len.get()};
+    }
+
+  private:
+    const GuestMemory& mem_;
+    std::uint16_t next_ = 0;
+    bool wrap_ = true;
+    std::uint16_t used_pos_ = 0;
+    bool used_wrap_ = true;
+    std::uint16_t next_id_ = 0;
+    std::map<std::uint16_t, std::uint16_t> ndescs_;
+};
+
+class BlkPackedTest : public ::testing::TestWithParam<BlkEngine> {
+  protected:
+    void SetUp() override {
+        ASSERT_TRUE(mem_.add_anonymous(0, kMemSize));
+        auto d = BlkDevice::open(
+            BlkOptions{image_.path(), false, 1, kQueueSize, GetParam(), false, "packed"});
+        ASSERT_TRUE(d) << d.error();
+        dev_ = std::move(*d);
+        dev_->set_features(dev_->device_features());
+        ASSERT_TRUE(vq_.activate(mem_,
+                                 virtq::QueueConfig{kQueueSize, kDescGpa, kAvailGpa, kUsedGpa},
+                                 virtq::QueueFeatures{true, false, false}));
+        handler_ = dev_->start_queue(0, QueueHandle(mem_, vq_, irq_));
+        ASSERT_NE(handler_, nullptr);
+    }
+
+    Result request(std::uint32_t type, std::uint64_t sector, std::uint64_t buf, std::uint32_t len,
+                   bool writable) {
+        const std::uint64_t hdr = kHeapGpa;
+        const std::uint64_t st = kHeapGpa + 64;
+        BlkReqHeader h{le32::of(type), le32::of(0), le64::of(sector)};
+        mem_.write_obj(hdr, h);
+        std::vector<Seg> segs{{hdr, 16, false}};
+        if (len > 0) {
+            segs.push_back({buf, len, writable});
+        }
+        segs.push_back({st, 1, true});
+        const std::uint16_t id = driver_.post(segs);
+        handler_->on_kick();
+        std::optional<Used> u;
+        while (!(u = driver_.next_used())) {
+            pollfd p{handler_->event_fd(), POLLIN, 0};
+            if (p.fd < 0 || ::poll(&p, 1, 30000) != 1) {
+                ADD_FAILURE() << "request not completed";
+                return {0xff, 0};
+            }
+            handler_->on_event();
+        }
+        EXPECT_EQ(u->id, id);
+        std::uint8_t status = 0xff;
+        mem_.read_obj(st, status);
+        return {status, u->len};
+    }
+
+    TempImage image_{kImageBytes};
+    GuestMemory mem_;
+    CountingIrq irq_;
+    std::unique_ptr<BlkDevice> dev_;
+    virtq::Virtqueue vq_;
+    PackedDriver driver_{mem_};
+    std::unique_ptr<QueueHandler> handler_;
+};
+
+// Enough requests to wrap the ring several times: the packed wrap counters on both sides.
+TEST_P(BlkPackedTest, WriteReadBackAcrossRingWraps) {
+    const std::uint64_t wbuf = kHeapGpa + 0x1000;
+    const std::uint64_t rbuf = kHeapGpa + 0x3000;
+    for (unsigned i = 0; i < 50; ++i) {
+        const auto data = random_bytes(8192, 200 + i);
+        mem_.write(wbuf, data.data(), data.size());
+        const Result w = request(kBlkTOut, 16ull * i, wbuf, 8192, false);
+        ASSERT_EQ(w.status, kBlkSOk);
+        ASSERT_EQ(w.used_len, 1u);
+        const Result r = request(kBlkTIn, 16ull * i, rbuf, 8192, true);
+        ASSERT_EQ(r.status, kBlkSOk);
+        ASSERT_EQ(r.used_len, 8193u);
+        std::vector<std::uint8_t> back(8192);
+        mem_.read(rbuf, back.data(), back.size());
+        ASSERT_EQ(back, data) << "request " << i;
+    }
+    const Result bad = request(99, 0, 0, 0, false);
+    EXPECT_EQ(bad.status, kBlkSUnsupp);
+    EXPECT_EQ(bad.used_len, 1u);
+    EXPECT_FALSE(handler_->needs_reset());
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, BlkPackedTest,
+                         ::testing::Values(BlkEngine::kUring, BlkEngine::kSync),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
+
 // --- configuration and features (engine independent) --------------------------------------
 
 class BlkConfigTest : public ::testing::Test {
   protected:
     TempImage image_{kImageBytes};
 };
+
+// tmpfs has no FALLOC_FL_ZERO_RANGE: WRITE_ZEROES without unmap falls back to writing zeros.
+TEST_F(BlkConfigTest, WriteZeroesFallsBackToWritingZeros) {
+    if (::access("/dev/shm", W_OK) != 0) {
+        GTEST_SKIP() << "no writable /dev/shm";
+    }
+    for (BlkEngine engine : {BlkEngine::kUring, BlkEngine::kSync}) {
+        TempImage shm(kImageBytes, "/dev/shm");
+        const auto data = random_bytes(kImageBytes, 16);
+        shm.write(0, data);
+        auto d = BlkDevice::open(BlkOptions{shm.path(), false, 1, kQueueSize, engine, false, ""});
+        ASSERT_TRUE(d) << d.error();
+        GuestMemory mem;
+        ASSERT_TRUE(mem.add_anonymous(0, kMemSize));
+        virtq::Virtqueue vq;
+        ASSERT_TRUE(vq.activate(mem, virtq::QueueConfig{kQueueSize, kDescGpa, kAvailGpa, kUsedGpa},
+                                virtq::QueueFeatures{}));
+        CountingIrq irq;
+        auto h = (*d)->start_queue(0, QueueHandle(mem, vq, irq));
+        SplitDriver drv(mem);
+        // 3 MiB from sector 100: several 1 MiB zero-write ops.
+        const std::uint64_t hdr = kHeapGpa;
+        const std::uint64_t seg = kHeapGpa + 64;
+        const std::uint64_t st = kHeapGpa + 128;
+        BlkReqHeader hd{le32::of(kBlkTWriteZeroes), le32::of(0), le64::of(0)};
+        mem.write_obj(hdr, hd);
+        BlkDiscardWriteZeroes r{le64::of(100), le32::of(6144), le32::of(0)};
+        mem.write_obj(seg, r);
+        drv.post({{hdr, 16, false}, {seg, 16, false}, {st, 1, true}});
+        h->on_kick();
+        h->drain();
+        ASSERT_EQ(drv.used_idx(), 1);
+        std::uint8_t status = 0xff;
+        mem.read_obj(st, status);
+        EXPECT_EQ(status, kBlkSOk) << to_string(engine);
+        const auto back = shm.read(0, kImageBytes);
+        for (std::size_t i = 0; i < back.size(); ++i) {
+            const bool zeroed = i >= 100 * kSectorSize && i < (100 + 6144) * kSectorSize;
+            ASSERT_EQ(back[i], zeroed ? 0 : data[i]) << "byte " << i << " " << to_string(engine);
+        }
+    }
+}
 
 TEST_F(BlkConfigTest, ConfigSpaceLayoutAndFeatures) {
     auto d = BlkDevice::open(BlkOptions{image_.path(), false, 4, 128, BlkEngine::kSync, false, ""});
