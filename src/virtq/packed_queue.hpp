@@ -13,7 +13,7 @@
 namespace vireo::virtq {
 
 class PackedQueue {
-public:
+  public:
     // §2.8: size ≤ 32768 (need not be a power of two); descriptor ring aligned 16, event
     // suppression areas aligned 4; each area inside one memory region.
     std::expected<void, QueueError> activate(const GuestMemory& mem, const QueueConfig& cfg,
@@ -41,7 +41,7 @@ public:
     std::uint16_t size() const { return size_; }
     bool broken() const { return broken_; }
 
-private:
+  private:
     // Running state of one chain walk: readable-before-writable order (§2.8.17) and the
     // 2^32 - 1 bound on the total length.
     struct WalkState {

@@ -82,7 +82,11 @@ class PackedQueueTest : public ::testing::Test {
 
 TEST_F(PackedQueueTest, TestMemoryHasGuardPages) {
     // Not a queue property: documents that out-of-region accesses in these tests would fault.
-    EXPECT_TRUE(guarded_.fully_guarded());
+    ASSERT_TRUE(guarded_.fully_guarded());
+    const volatile std::uint8_t* end = mem().translate(kRingGpa, kPage) + kPage;
+    const volatile std::uint8_t* start = mem().translate(kRingGpa, kPage);
+    EXPECT_DEATH((void)end[0], "");
+    EXPECT_DEATH((void)start[-1], "");
 }
 
 // --- basic operation ----------------------------------------------------------------------
@@ -655,6 +659,18 @@ TEST_F(PackedQueueTest, HostileChainLongerThanRing) {
     const std::array d{RawDesc{kDataGpa, 8, kDescFNext}, RawDesc{kDataGpa, 8, kDescFNext},
                        RawDesc{kDataGpa, 8, kDescFNext}, RawDesc{kDataGpa, 8, kDescFNext}};
     ring_->add_raw(d, 1);
+    expect_hostile(QueueError::kChainTooLong);
+}
+
+TEST_F(PackedQueueTest, HostileChainLoopsBackToItsHead) {
+    // From a head in mid-ring, NEXT on every slot: the walk comes round to the head again.
+    start(8);
+    for (std::uint16_t id = 0; id < 3; ++id) {
+        ring_->add_chain(std::array{Buf{kDataGpa, 8}}, id);
+        ASSERT_TRUE(pop().value());
+    }
+    std::vector<RawDesc> d(8, RawDesc{kDataGpa, 0, kDescFNext});
+    ring_->add_raw(d, 7);
     expect_hostile(QueueError::kChainTooLong);
 }
 
