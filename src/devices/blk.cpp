@@ -323,7 +323,6 @@ class BlkQueue final : public QueueHandler {
     }
 
     void accept(const virtq::DescriptorChain& chain) {
-        dev_.stats_.requests.fetch_add(1, std::memory_order_relaxed);
         const std::uint16_t tag = free_.back();
         free_.pop_back();
         Slot& s = slots_[tag];

@@ -208,9 +208,10 @@ struct BlkOptions {
     std::string serial;   // GET_ID string, at most 20 bytes
 };
 
-// Per-device counters, updated by every queue (relaxed: they are statistics).
+// Per-device counters of exceptional events, updated by every queue (relaxed: statistics).
+// Deliberately no per-request counter: a shared atomic written on every request would bounce
+// its cache line between the queues' threads.
 struct BlkStats {
-    std::atomic<std::uint64_t> requests{0};
     std::atomic<std::uint64_t> rejected{0};   // completed with an error status by the parser
     std::atomic<std::uint64_t> no_status{0};  // no writable byte: completed with used len 0
     std::atomic<std::uint64_t> io_errors{0};  // the engine failed: completed with IOERR

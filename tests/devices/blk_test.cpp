@@ -14,6 +14,7 @@
 #include <numeric>
 #include <optional>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -54,7 +55,11 @@ struct Used {
 // The driver side of a split ring (§2.7), enough to post chains and collect used elements.
 class SplitDriver {
   public:
-    explicit SplitDriver(const GuestMemory& mem) : mem_(mem) {}
+    // The ring areas sit at base + kDescGpa / kAvailGpa / kUsedGpa; buffers come from
+    // [heap, heap_end).
+    explicit SplitDriver(const GuestMemory& mem, std::uint64_t base = 0,
+                         std::uint64_t heap = kHeapGpa, std::uint64_t heap_end = kMemSize)
+        : mem_(mem), base_(base), heap_start_(heap), heap_end_(heap_end), heap_(heap) {}
 
     // Writes a chain into the descriptor table (round robin: tests keep fewer than kQueueSize
     // descriptors outstanding) and makes it available. Returns the head.
@@ -68,10 +73,10 @@ class SplitDriver {
             flags |= segs[i].writable ? virtq::kDescFWrite : 0;
             virtq::SplitDesc d{le64::of(segs[i].gpa), le32::of(segs[i].len), le16::of(flags),
                                le16::of(last ? 0 : next)};
-            mem_.write_obj(kDescGpa + 16ull * idx, d);
+            mem_.write_obj(base_ + kDescGpa + 16ull * idx, d);
         }
         next_desc_ = static_cast<std::uint16_t>(next_desc_ + segs.size());
-        mem_.write_obj(kAvailGpa + 4 + 2ull * (avail_idx_ % kQueueSize), le16::of(head));
+        mem_.write_obj(base_ + kAvailGpa + 4 + 2ull * (avail_idx_ % kQueueSize), le16::of(head));
         ++avail_idx_;
         set_avail_idx(avail_idx_);
         return head;
@@ -81,26 +86,26 @@ class SplitDriver {
         const std::uint16_t head = next_desc_ % kQueueSize;
         virtq::SplitDesc d{le64::of(table), le32::of(len), le16::of(virtq::kDescFIndirect),
                            le16::of(0)};
-        mem_.write_obj(kDescGpa + 16ull * head, d);
+        mem_.write_obj(base_ + kDescGpa + 16ull * head, d);
         ++next_desc_;
-        mem_.write_obj(kAvailGpa + 4 + 2ull * (avail_idx_ % kQueueSize), le16::of(head));
+        mem_.write_obj(base_ + kAvailGpa + 4 + 2ull * (avail_idx_ % kQueueSize), le16::of(head));
         ++avail_idx_;
         set_avail_idx(avail_idx_);
         return head;
     }
     void set_avail_idx(std::uint16_t idx) {
         std::atomic_thread_fence(std::memory_order_release);
-        mem_.write_obj(kAvailGpa + 2, le16::of(idx));
+        mem_.write_obj(base_ + kAvailGpa + 2, le16::of(idx));
     }
     std::uint16_t used_idx() const {
         le16 v{};
-        mem_.read_obj(kUsedGpa + 2, v);
+        mem_.read_obj(base_ + kUsedGpa + 2, v);
         std::atomic_thread_fence(std::memory_order_acquire);
         return v.get();
     }
     Used used(std::uint16_t i) const {
         virtq::SplitUsedElem e{};
-        mem_.read_obj(kUsedGpa + 4 + 8ull * (i % kQueueSize), e);
+        mem_.read_obj(base_ + kUsedGpa + 4 + 8ull * (i % kQueueSize), e);
         return {e.id.get(), e.len.get()};
     }
 
@@ -109,8 +114,8 @@ class SplitDriver {
         heap_ = (heap_ + align - 1) / align * align;
         const std::uint64_t gpa = heap_;
         heap_ += len;
-        if (heap_ > kMemSize) {
-            heap_ = kHeapGpa;
+        if (heap_ > heap_end_) {
+            heap_ = heap_start_;
             return alloc(len, align);
         }
         return gpa;
@@ -118,9 +123,12 @@ class SplitDriver {
 
   private:
     const GuestMemory& mem_;
+    std::uint64_t base_;
+    std::uint64_t heap_start_;
+    std::uint64_t heap_end_;
+    std::uint64_t heap_;
     std::uint16_t next_desc_ = 0;
     std::uint16_t avail_idx_ = 0;
-    std::uint64_t heap_ = kHeapGpa;
 };
 
 std::vector<std::uint8_t> random_bytes(std::size_t n, unsigned seed) {
@@ -686,6 +694,48 @@ TEST_P(BlkTest, WritethroughWhenTheDriverTurnsWritebackOff) {
     EXPECT_EQ(r.status, kBlkSOk);
     EXPECT_TRUE(std::all_of(back.begin(), back.begin() + 4096, [](auto b) { return b == 0; }));
     EXPECT_TRUE(std::equal(back.begin() + 4096, back.end(), data.begin() + 4096));
+}
+
+// Two queues of one device, each served on its own thread (as the transport runs them).
+TEST_P(BlkTest, TwoQueuesOnTwoThreads) {
+    constexpr std::uint64_t kRing1 = 0x8000;
+    virtq::Virtqueue vq1;
+    ASSERT_TRUE(vq1.activate(
+        mem_,
+        virtq::QueueConfig{kQueueSize, kRing1 + kDescGpa, kRing1 + kAvailGpa, kRing1 + kUsedGpa},
+        virtq::QueueFeatures{}));
+    CountingIrq irq1;
+    auto h1 = dev_->start_queue(1, QueueHandle(mem_, vq1, irq1));
+    ASSERT_NE(h1, nullptr);
+    // Queue 0 allocates buffers from the lower half of the heap, queue 1 from the upper half.
+    driver_ = std::make_unique<SplitDriver>(mem_, 0, kHeapGpa, kMemSize / 2);
+    SplitDriver drv1(mem_, kRing1, kMemSize / 2, kMemSize);
+
+    constexpr int kN = 40;
+    auto worker = [&](QueueHandler& h, SplitDriver& drv, std::uint64_t first_sector, int seed) {
+        for (int i = 0; i < kN; ++i) {
+            const auto data = random_bytes(4096, seed + i);
+            const std::uint64_t hdr = drv.alloc(16, 16);
+            const std::uint64_t buf = drv.alloc(4096);
+            const std::uint64_t st = drv.alloc(1, 1);
+            BlkReqHeader hd{le32::of(kBlkTOut), le32::of(0), le64::of(first_sector + 8ull * i)};
+            mem_.write_obj(hdr, hd);
+            mem_.write(buf, data.data(), data.size());
+            drv.post({{hdr, 16, false}, {buf, 4096, false}, {st, 1, true}});
+            h.on_kick();
+            h.drain();
+        }
+    };
+    std::thread t0(worker, std::ref(*handler_), std::ref(*driver_), 0, 1000);
+    std::thread t1(worker, std::ref(*h1), std::ref(drv1), 4096, 2000);
+    t0.join();
+    t1.join();
+    EXPECT_EQ(driver_->used_idx(), kN);
+    EXPECT_EQ(drv1.used_idx(), kN);
+    for (int i = 0; i < kN; ++i) {
+        EXPECT_EQ(image_.read(4096ull * i, 4096), random_bytes(4096, 1000 + i));
+        EXPECT_EQ(image_.read((4096 + 8ull * i) * kSectorSize, 4096), random_bytes(4096, 2000 + i));
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, BlkTest,
