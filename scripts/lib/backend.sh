@@ -90,5 +90,5 @@ vireo_backend_cpu_ticks() {
     rest=${stat##*) }
     # shellcheck disable=SC2086
     set -- $rest
-    echo $(($12 + $13))
+    echo $((${12} + ${13}))
 }

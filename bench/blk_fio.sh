@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# fio in a User-mode Linux guest against `vireo blk` and against qemu-storage-daemon's
+# vhost-user-blk export, on the same image in the same run. Not a test: it prints a table.
+#
+# Jobs (O_DIRECT in the guest, libaio unless --guest-engine says otherwise):
+#   randread-4k-qd1, randread-4k-qd32, randwrite-4k-qd32, seqread-128k-qd8
+# For each job and back end it reports IOPS (MiB/s for the sequential job) and the back end's CPU
+# time per I/O: utime+stime of the back-end process (/proc/PID/stat, all its threads) sampled when
+# the guest announces the job's start and end, divided by the number of I/Os fio completed.
+#
+# Usage: bench/blk_fio.sh [--vireo-bin PATH] [--runtime S] [--size MiB] [--engine io_uring|sync]
+#                         [--guest-engine libaio|io_uring] [--backends "vireo qsd"]
+set -euo pipefail
+VIREO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$VIREO_ROOT/scripts/lib/common.sh"
+source "$VIREO_ROOT/scripts/lib/guest.sh"
+source "$VIREO_ROOT/scripts/lib/backend.sh"
+
+runtime=10 size_mib=1024 engine="" guest_engine=libaio backends="vireo qsd"
+while (($#)); do
+    case $1 in
+    --vireo-bin) export VIREO_BIN=$2; shift 2 ;;
+    --runtime) runtime=$2; shift 2 ;;
+    --size) size_mib=$2; shift 2 ;;
+    --engine) engine=$2; shift 2 ;;
+    --guest-engine) guest_engine=$2; shift 2 ;;
+    --backends) backends=$2; shift 2 ;;
+    -h | --help) sed -n '2,/^set/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) vireo_die "unknown argument $1" ;;
+    esac
+done
+
+# name rw bs iodepth
+jobs=(
+    "randread-4k-qd1 randread 4k 1"
+    "randread-4k-qd32 randread 4k 32"
+    "randwrite-4k-qd32 randwrite 4k 32"
+    "seqread-128k-qd8 read 128k 8"
+)
+
+vireo_new_workdir bench
+W=$VIREO_WORKDIR
+monitor_pid=
+cleanup() {
+    [[ -z $monitor_pid ]] || kill "$monitor_pid" 2>/dev/null || true
+    vireo_guest_stop
+    vireo_backend_stop
+    rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+vireo_log "image: ${size_mib} MiB of random data in $W (both back ends use this file)"
+img=$W/bench.img
+head -c "$((size_mib << 20))" /dev/urandom >"$img"
+sync "$img"
+
+# The guest announces each job ("VIREO-BENCH: begin|end NAME"), runs it, prints fio's terse line
+# and pauses, so the host can sample the back end's CPU time while no I/O is in flight.
+{
+    echo 'sleep 1'
+    for j in "${jobs[@]}"; do
+        set -- $j
+        cat <<GUEST
+echo "VIREO-BENCH: begin $1"
+sleep 1
+\$FIO --name=$1 --filename=/dev/vda --direct=1 --ioengine=$guest_engine --rw=$2 --bs=$3 \\
+    --iodepth=$4 --time_based --runtime=$runtime --randrepeat=0 --norandommap \\
+    --output-format=terse --terse-version=3 >/tmp/$1.terse 2>/tmp/$1.err || vt_fail $1 "\$(cat /tmp/$1.err)"
+sleep 1
+echo "VIREO-BENCH: end $1"
+echo "VIREO-BENCH-RESULT: \$(cat /tmp/$1.terse)"
+sleep 1
+GUEST
+    done
+} >"$W/guest.sh"
+
+# monitor LOG PID OUT — append "begin|end NAME TICKS" to OUT for each marker the guest prints.
+monitor() {
+    local log=$1 pid=$2 out=$3 seen=0 i lines
+    while :; do
+        if [[ -f $log ]]; then
+            mapfile -t lines < <(tr -d '\r' <"$log" | grep '^VIREO-BENCH: ' || true)
+            for ((i = seen; i < ${#lines[@]}; i++)); do
+                echo "${lines[i]#VIREO-BENCH: } $(vireo_backend_cpu_ticks "$pid")" >>"$out"
+            done
+            seen=${#lines[@]}
+            grep -q '^VIREO-EXIT' "$log" && return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.05
+    done
+}
+
+hz=$(getconf CLK_TCK)
+declare -A iops cpu_us
+for be in $backends; do
+    vireo_log "== back end: $be"
+    opts=()
+    [[ $be == vireo && -n $engine ]] && opts+=(--engine "$engine")
+    vireo_backend_start "$be" "$img" "$W/$be.sock" "$W/$be.log" "${opts[@]}" || vireo_die "$be did not start"
+    bpid=$(vireo_backend_process) || vireo_die "cannot find the $be process"
+    : >"$W/$be.cpu"
+    monitor "$W/$be-guest.log" "$bpid" "$W/$be.cpu" &
+    monitor_pid=$!
+    timeout=$((${#jobs[@]} * (runtime + 10) + 60))
+    if ! vireo_guest_run uml "$W/guest.sh" "$W/$be-guest.log" --disk "$W/$be.sock" --timeout "$timeout"; then
+        tail -n 30 "$W/$be-guest.log" >&2
+        vireo_die "the guest run against $be failed"
+    fi
+    wait "$monitor_pid" || true
+    monitor_pid=
+    vireo_backend_stop
+
+    # terse v3: field 3 job name, 6 read KiB, 8 read IOPS, 47 write KiB, 49 write IOPS.
+    while IFS=';' read -r -a f; do
+        name=${f[2]}
+        for j in "${jobs[@]}"; do
+            set -- $j
+            [[ $1 == "$name" ]] || continue
+            bs_bytes=$(numfmt --from=iec "${3^^}")
+            ios=$(((${f[5]} + ${f[46]}) * 1024 / bs_bytes))
+            b=$(awk -v n="$name" '$1 == "begin" && $2 == n {print $3}' "$W/$be.cpu")
+            e=$(awk -v n="$name" '$1 == "end" && $2 == n {print $3}' "$W/$be.cpu")
+            iops[$be,$name]=$(awk -v r="${f[7]}" -v w="${f[48]}" 'BEGIN {printf "%.0f", r + w}')
+            cpu_us[$be,$name]=$(awk -v t=$((e - b)) -v hz="$hz" -v n="$ios" \
+                'BEGIN {if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "n/a"}')
+            if [[ $2 == read && $3 == 128k ]]; then
+                iops[$be,$name]+=" ($(awk -v k="${f[5]}" -v r="$runtime" 'BEGIN {printf "%.0f", k / 1024 / r}') MiB/s)"
+            fi
+        done
+    done < <(tr -d '\r' <"$W/$be-guest.log" | sed -n 's/^VIREO-BENCH-RESULT: //p')
+done
+
+echo
+printf 'fio in a UML guest (1 vCPU, O_DIRECT, %s, %ss per job); back-end CPU = utime+stime per I/O\n' \
+    "$guest_engine" "$runtime"
+header=$(printf '%-20s' job)
+for be in $backends; do header+=$(printf ' | %22s | %12s' "$be IOPS" "$be CPU/IO"); done
+echo "$header"
+echo "${header//[^|]/-}"
+for j in "${jobs[@]}"; do
+    set -- $j
+    row=$(printf '%-20s' "$1")
+    for be in $backends; do
+        row+=$(printf ' | %22s | %9s us' "${iops[$be,$1]:-n/a}" "${cpu_us[$be,$1]:-n/a}")
+    done
+    echo "$row"
+done
