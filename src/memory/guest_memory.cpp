@@ -9,12 +9,18 @@ namespace vireo {
 
 std::string_view to_string(MemoryError e) {
     switch (e) {
-        case MemoryError::kOverlap: return "memory region overlaps an existing region";
-        case MemoryError::kEmpty: return "memory region is empty";
-        case MemoryError::kWrapsAround: return "memory region wraps around the address space";
-        case MemoryError::kMapFailed: return "mapping the memory region failed";
-        case MemoryError::kTooManyRegions: return "too many memory regions";
-        case MemoryError::kNotFound: return "no memory region at that address";
+        case MemoryError::kOverlap:
+            return "memory region overlaps an existing region";
+        case MemoryError::kEmpty:
+            return "memory region is empty";
+        case MemoryError::kWrapsAround:
+            return "memory region wraps around the address space";
+        case MemoryError::kMapFailed:
+            return "mapping the memory region failed";
+        case MemoryError::kTooManyRegions:
+            return "too many memory regions";
+        case MemoryError::kNotFound:
+            return "no memory region at that address";
     }
     return "unknown memory error";
 }
@@ -139,9 +145,8 @@ std::expected<void, MemoryError> GuestMemory::add_anonymous(std::uint64_t gpa, s
 }
 
 std::expected<void, MemoryError> GuestMemory::remove(std::uint64_t gpa, std::uint64_t size) {
-    auto it = std::find_if(regions_.begin(), regions_.end(), [&](const auto& r) {
-        return r->gpa() == gpa && r->size() == size;
-    });
+    auto it = std::find_if(regions_.begin(), regions_.end(),
+                           [&](const auto& r) { return r->gpa() == gpa && r->size() == size; });
     if (it == regions_.end()) {
         return std::unexpected(MemoryError::kNotFound);
     }
@@ -179,7 +184,7 @@ bool GuestMemory::write(std::uint64_t gpa, const void* src, std::uint64_t len) c
 }
 
 std::expected<std::uint64_t, MemoryError> GuestMemory::uva_to_gpa(std::uint64_t uva,
-                                                                   std::uint64_t len) const {
+                                                                  std::uint64_t len) const {
     for (const auto& r : regions_) {
         const std::uint64_t base = r->user_addr();
         if (base == 0 || uva < base) {

@@ -32,7 +32,7 @@ std::string_view to_string(MemoryError e);
 
 // One contiguous guest-physical range backed by a host mapping.
 class MemoryRegion {
-public:
+  public:
     MemoryRegion(std::uint64_t gpa, std::uint64_t size, std::uint8_t* host, std::size_t map_len,
                  std::size_t map_offset, UniqueFd fd, std::uint64_t fd_offset,
                  std::uint64_t user_addr);
@@ -56,7 +56,7 @@ public:
         return gpa >= gpa_ && len <= size_ && gpa - gpa_ <= size_ - len;
     }
 
-private:
+  private:
     std::uint64_t gpa_;
     std::uint64_t size_;
     std::uint8_t* host_;      // host address of gpa_
@@ -75,7 +75,7 @@ struct HostSegment {
 };
 
 class GuestMemory {
-public:
+  public:
     GuestMemory() = default;
     GuestMemory(GuestMemory&&) noexcept = default;
     GuestMemory& operator=(GuestMemory&&) noexcept = default;
@@ -166,7 +166,7 @@ public:
     std::expected<std::uint64_t, MemoryError> uva_to_gpa(std::uint64_t uva,
                                                          std::uint64_t len = 1) const;
 
-private:
+  private:
     struct IndexEntry {
         std::uint64_t gpa;
         std::uint64_t size;

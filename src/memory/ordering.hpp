@@ -41,6 +41,8 @@ inline void store_relaxed(Le<T>* field, T value) {
 // "the driver MUST ... perform a suitable memory barrier before reading flags or avail_event"),
 // and the mirror image on the device side; otherwise both sides can miss each other's update
 // and the queue stalls with work pending.
-inline void full_fence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void full_fence() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+}
 
 }  // namespace vireo

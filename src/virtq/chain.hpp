@@ -29,7 +29,7 @@ struct UsedToken {
 // A vector with inline room for the common case; chains of more than kInline segments spill to
 // the heap (bounded: a chain has at most 32768 descriptors times the region count segments).
 class SegmentList {
-public:
+  public:
     static constexpr std::size_t kInline = 8;
 
     void clear() {
@@ -51,14 +51,14 @@ public:
     const iovec* data() const { return size_ <= kInline ? inline_.data() : spill_.data(); }
     std::span<const iovec> span() const { return {data(), size_}; }
 
-private:
+  private:
     std::array<iovec, kInline> inline_{};
     std::vector<iovec> spill_;
     std::size_t size_ = 0;
 };
 
 class DescriptorChain {
-public:
+  public:
     UsedToken token() const { return token_; }
     std::uint16_t id() const { return token_.id; }
 
@@ -89,7 +89,7 @@ public:
         writable_bytes_ += static_cast<std::uint32_t>(len);
     }
 
-private:
+  private:
     UsedToken token_;
     SegmentList segs_;
     std::size_t readable_count_ = 0;
@@ -99,7 +99,7 @@ private:
 
 // A position in a scatter-gather list: the shared engine of ChainReader and ChainWriter.
 class SgCursor {
-public:
+  public:
     explicit SgCursor(std::span<const iovec> segs) : segs_(segs) {
         for (const auto& s : segs) {
             remaining_ += s.iov_len;
@@ -135,7 +135,7 @@ public:
         return true;
     }
 
-private:
+  private:
     std::span<const iovec> segs_;
     std::size_t seg_ = 0;
     std::size_t off_ = 0;
@@ -144,7 +144,7 @@ private:
 
 // Sequential, bounded copies out of the readable part of a chain.
 class ChainReader {
-public:
+  public:
     explicit ChainReader(std::span<const iovec> segs) : cur_(segs) {}
 
     std::size_t remaining() const { return cur_.remaining(); }
@@ -174,14 +174,14 @@ public:
     }
     bool take_iovecs(std::size_t n, std::vector<iovec>& out) { return cur_.take_iovecs(n, out); }
 
-private:
+  private:
     SgCursor cur_;
 };
 
 // Sequential, bounded copies into the writable part of a chain. written() is what the device
 // reports as the used length (§2.7.8.2: the number of bytes written into the buffer).
 class ChainWriter {
-public:
+  public:
     explicit ChainWriter(std::span<const iovec> segs) : cur_(segs) {}
 
     std::size_t remaining() const { return cur_.remaining(); }
@@ -222,7 +222,7 @@ public:
         return true;
     }
 
-private:
+  private:
     SgCursor cur_;
     std::size_t written_ = 0;
 };

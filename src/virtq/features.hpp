@@ -15,6 +15,8 @@ inline constexpr unsigned kFOrderPlatform = 36;
 inline constexpr unsigned kFNotificationData = 38;
 inline constexpr unsigned kFRingReset = 40;  // VIRTIO_F_RING_RESET
 
-constexpr std::uint64_t bit(unsigned n) { return std::uint64_t{1} << n; }
+constexpr std::uint64_t bit(unsigned n) {
+    return std::uint64_t{1} << n;
+}
 
 }  // namespace vireo::virtq

@@ -1,8 +1,10 @@
 #include "virtq/packed_queue.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "memory/ordering.hpp"
+#include "virtq/chain_walk.hpp"
 #include "virtq/split_queue.hpp"  // kMaxIndirectDescs: one limit for both ring formats
 
 namespace vireo::virtq {
@@ -27,20 +29,6 @@ constexpr bool is_available(std::uint16_t flags, bool wrap) {
     return avail == wrap && used != wrap;
 }
 
-// A whole ring area, inside one region, at the required alignment.
-template <typename T>
-std::expected<T*, QueueError> map_area(const GuestMemory& mem, std::uint64_t gpa, std::uint64_t len,
-                                       std::uint64_t align) {
-    if (gpa % align != 0) {
-        return std::unexpected(QueueError::kBadAlignment);
-    }
-    std::uint8_t* p = mem.translate(gpa, len);
-    if (p == nullptr) {
-        return std::unexpected(QueueError::kRingOutsideMemory);
-    }
-    return reinterpret_cast<T*>(p);
-}
-
 }  // namespace
 
 std::expected<void, QueueError> PackedQueue::activate(const GuestMemory& mem,
@@ -51,12 +39,12 @@ std::expected<void, QueueError> PackedQueue::activate(const GuestMemory& mem,
     if (cfg.size == 0 || cfg.size > kMaxQueueSize) {
         return fail(QueueError::kBadSize);
     }
-    auto ring =
-        map_area<PackedDesc>(mem, cfg.desc_addr, packed_desc_bytes(cfg.size), kPackedDescAlign);
-    auto driver =
-        map_area<const PackedEvent>(mem, cfg.driver_addr, sizeof(PackedEvent), kPackedEventAlign);
+    auto ring = detail::map_area<PackedDesc>(mem, cfg.desc_addr, packed_desc_bytes(cfg.size),
+                                             kPackedDescAlign);
+    auto driver = detail::map_area<const PackedEvent>(mem, cfg.driver_addr, sizeof(PackedEvent),
+                                                      kPackedEventAlign);
     auto device =
-        map_area<PackedEvent>(mem, cfg.device_addr, sizeof(PackedEvent), kPackedEventAlign);
+        detail::map_area<PackedEvent>(mem, cfg.device_addr, sizeof(PackedEvent), kPackedEventAlign);
     if (!ring) {
         return fail(ring.error());
     }
@@ -95,47 +83,21 @@ std::expected<bool, QueueError> PackedQueue::pop(const GuestMemory& mem, Descrip
     if (!descs) [[unlikely]] {
         return fail(descs.error());
     }
+    // A driver can only reuse slots the device has used, so a correct one never has more than
+    // `size` descriptors in flight (§2.8.3); more means it marked slots available twice.
+    in_flight_ += *descs;
+    if (in_flight_ > size_) [[unlikely]] {
+        return fail(QueueError::kTooManyInFlight);
+    }
     advance(next_avail_, avail_wrap_, *descs);
     return true;
 }
-
-namespace {
-
-// One buffer of a chain: order check, total-length bound, translation into host segments
-// (a buffer crossing into an adjacent region becomes several segments).
-template <typename State>
-std::expected<void, QueueError> add_buffer(const GuestMemory& mem, std::uint64_t addr,
-                                           std::uint32_t len, bool writable, State& st,
-                                           DescriptorChain& out) {
-    // §2.8.17: device-writable elements come after all device-readable ones.
-    if (!writable && st.seen_writable) {
-        return std::unexpected(QueueError::kReadableAfterWritable);
-    }
-    st.seen_writable |= writable;
-    st.total += len;
-    if (st.total > UINT32_MAX) {
-        return std::unexpected(QueueError::kLengthOverflow);
-    }
-    if (len == 0) {
-        return {};
-    }
-    const bool mapped = mem.for_each_segment(addr, len, [&](const HostSegment& s) {
-        writable ? out.add_writable(s.host, s.len) : out.add_readable(s.host, s.len);
-        return true;
-    });
-    if (!mapped) {
-        return std::unexpected(QueueError::kBadAddress);
-    }
-    return {};
-}
-
-}  // namespace
 
 std::expected<std::uint16_t, QueueError> PackedQueue::walk(const GuestMemory& mem,
                                                            std::uint16_t head_flags,
                                                            DescriptorChain& out) const {
     out.reset(UsedToken{});
-    WalkState st;
+    detail::ChainBuilder chain(out);
     std::uint16_t slot = next_avail_;
     std::uint16_t flags = head_flags;
     // A chain occupies consecutive ring slots, wrapping past the end (§2.8.6). It can never be
@@ -159,16 +121,14 @@ std::expected<std::uint16_t, QueueError> PackedQueue::walk(const GuestMemory& me
             if (n > 1 || (flags & kDescFNext)) {
                 return std::unexpected(QueueError::kIndirectWithNext);
             }
-            if (auto ok = walk_indirect(mem, d, st, out); !ok) {
+            if (auto ok = walk_indirect(mem, d, chain); !ok) {
                 return std::unexpected(ok.error());
             }
             out.set_id(d.id.get());
             out.set_descs(1);
             return 1;
         }
-        if (auto ok =
-                add_buffer(mem, d.addr.get(), d.len.get(), (flags & kDescFWrite) != 0, st, out);
-            !ok) {
+        if (auto ok = chain.add(mem, d.addr.get(), d.len.get(), (flags & kDescFWrite) != 0); !ok) {
             return std::unexpected(ok.error());
         }
         if (!(flags & kDescFNext)) {
@@ -182,8 +142,8 @@ std::expected<std::uint16_t, QueueError> PackedQueue::walk(const GuestMemory& me
 }
 
 std::expected<void, QueueError> PackedQueue::walk_indirect(const GuestMemory& mem,
-                                                           const PackedDesc& d, WalkState& st,
-                                                           DescriptorChain& out) const {
+                                                           const PackedDesc& d,
+                                                           detail::ChainBuilder& chain) const {
     const std::uint32_t len = d.len.get();
     if (len == 0 || len % sizeof(PackedDesc) != 0) {
         return std::unexpected(QueueError::kIndirectBadLength);
@@ -207,9 +167,7 @@ std::expected<void, QueueError> PackedQueue::walk_indirect(const GuestMemory& me
         if (flags & kDescFIndirect) {
             return std::unexpected(QueueError::kNestedIndirect);
         }
-        if (auto ok =
-                add_buffer(mem, e.addr.get(), e.len.get(), (flags & kDescFWrite) != 0, st, out);
-            !ok) {
+        if (auto ok = chain.add(mem, e.addr.get(), e.len.get(), (flags & kDescFWrite) != 0); !ok) {
             return ok;
         }
     }
@@ -248,6 +206,7 @@ void PackedQueue::push(UsedToken token, std::uint32_t len) {
         store_release(&d.flags, flags);
     }
     advance(next_used_, used_wrap_, token.descs);
+    in_flight_ -= std::min(in_flight_, std::uint32_t{token.descs});
 }
 
 bool PackedQueue::publish() {

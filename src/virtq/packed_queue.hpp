@@ -12,6 +12,10 @@
 
 namespace vireo::virtq {
 
+namespace detail {
+class ChainBuilder;
+}
+
 class PackedQueue {
   public:
     // §2.8: size ≤ 32768 (need not be a power of two); descriptor ring aligned 16, event
@@ -42,19 +46,12 @@ class PackedQueue {
     bool broken() const { return broken_; }
 
   private:
-    // Running state of one chain walk: readable-before-writable order (§2.8.17) and the
-    // 2^32 - 1 bound on the total length.
-    struct WalkState {
-        bool seen_writable = false;
-        std::uint64_t total = 0;
-    };
-
     // Walks the chain whose head (flags already acquire-loaded) is at next_avail_; returns the
     // number of ring slots it occupies.
     std::expected<std::uint16_t, QueueError> walk(const GuestMemory& mem, std::uint16_t head_flags,
                                                   DescriptorChain& out) const;
     std::expected<void, QueueError> walk_indirect(const GuestMemory& mem, const PackedDesc& d,
-                                                  WalkState& st, DescriptorChain& out) const;
+                                                  detail::ChainBuilder& chain) const;
     // True if the descriptor at next_avail_ has been made available (acquire load of flags).
     bool head_available() const;
     // Moves a ring position forward by n (<= size) slots, toggling its wrap counter on wrap.
@@ -80,6 +77,7 @@ class PackedQueue {
     bool avail_wrap_ = true;        // §2.8.1: both wrap counters start at 1
     std::uint16_t next_used_ = 0;   // slot, 0..size-1
     bool used_wrap_ = true;
+    std::uint32_t in_flight_ = 0;  // descriptors popped and not yet pushed
     // Batch state for publish(): the first pushed slot's flags are written last.
     bool batch_pending_ = false;
     std::uint16_t batch_first_ = 0;

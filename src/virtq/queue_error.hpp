@@ -24,28 +24,47 @@ enum class QueueError {
     kLengthOverflow,         // total chain length > 2^32 - 1
     kBadAddress,             // a buffer or table not entirely inside guest memory
     kReadableAfterWritable,  // device-readable descriptor after a device-writable one
+    kTooManyInFlight,        // packed: more descriptors in flight than the ring has slots
 };
 
 constexpr std::string_view to_string(QueueError e) {
     switch (e) {
-        case QueueError::kNotReady: return "queue not ready";
-        case QueueError::kBroken: return "queue stopped after an earlier error";
-        case QueueError::kBadSize: return "invalid queue size";
-        case QueueError::kBadAlignment: return "misaligned ring";
-        case QueueError::kRingOutsideMemory: return "ring outside guest memory";
-        case QueueError::kAvailIndexJump: return "available index jumped more than queue size";
-        case QueueError::kHeadOutOfRange: return "head descriptor index out of range";
-        case QueueError::kNextOutOfRange: return "next descriptor index out of range";
-        case QueueError::kChainTooLong: return "descriptor chain too long (loop)";
-        case QueueError::kNestedIndirect: return "indirect descriptor inside indirect table";
-        case QueueError::kIndirectWithNext: return "indirect descriptor with NEXT flag";
-        case QueueError::kIndirectBadLength: return "indirect table length not a multiple of 16";
-        case QueueError::kIndirectTooLarge: return "indirect table too large";
-        case QueueError::kIndirectNotNegotiated: return "indirect descriptor not negotiated";
-        case QueueError::kLengthOverflow: return "descriptor chain length overflows 2^32";
-        case QueueError::kBadAddress: return "buffer outside guest memory";
+        case QueueError::kNotReady:
+            return "queue not ready";
+        case QueueError::kBroken:
+            return "queue stopped after an earlier error";
+        case QueueError::kBadSize:
+            return "invalid queue size";
+        case QueueError::kBadAlignment:
+            return "misaligned ring";
+        case QueueError::kRingOutsideMemory:
+            return "ring outside guest memory";
+        case QueueError::kAvailIndexJump:
+            return "available index jumped more than queue size";
+        case QueueError::kHeadOutOfRange:
+            return "head descriptor index out of range";
+        case QueueError::kNextOutOfRange:
+            return "next descriptor index out of range";
+        case QueueError::kChainTooLong:
+            return "descriptor chain too long (loop)";
+        case QueueError::kNestedIndirect:
+            return "indirect descriptor inside indirect table";
+        case QueueError::kIndirectWithNext:
+            return "indirect descriptor with NEXT flag";
+        case QueueError::kIndirectBadLength:
+            return "indirect table length not a multiple of 16";
+        case QueueError::kIndirectTooLarge:
+            return "indirect table too large";
+        case QueueError::kIndirectNotNegotiated:
+            return "indirect descriptor not negotiated";
+        case QueueError::kLengthOverflow:
+            return "descriptor chain length overflows 2^32";
+        case QueueError::kBadAddress:
+            return "buffer outside guest memory";
         case QueueError::kReadableAfterWritable:
             return "device-readable descriptor after device-writable one";
+        case QueueError::kTooManyInFlight:
+            return "more descriptors in flight than ring slots";
     }
     return "unknown queue error";
 }

@@ -54,9 +54,15 @@ inline constexpr std::uint64_t kSplitUsedAlign = 4;
 
 // Sizes in bytes of each area for a queue of `size` entries (the trailing event word included,
 // as §2.7 lays it out whether or not EVENT_IDX is negotiated).
-constexpr std::uint64_t split_desc_bytes(std::uint32_t size) { return 16ull * size; }
-constexpr std::uint64_t split_avail_bytes(std::uint32_t size) { return 4 + 2ull * size + 2; }
-constexpr std::uint64_t split_used_bytes(std::uint32_t size) { return 4 + 8ull * size + 2; }
+constexpr std::uint64_t split_desc_bytes(std::uint32_t size) {
+    return 16ull * size;
+}
+constexpr std::uint64_t split_avail_bytes(std::uint32_t size) {
+    return 4 + 2ull * size + 2;
+}
+constexpr std::uint64_t split_used_bytes(std::uint32_t size) {
+    return 4 + 8ull * size + 2;
+}
 
 // --- packed ring (§2.8) -----------------------------------------------------------------
 inline constexpr std::uint16_t kPackedDescFAvail = 1u << 7;
@@ -84,7 +90,9 @@ static_assert(sizeof(PackedEvent) == 4);
 
 inline constexpr std::uint64_t kPackedDescAlign = 16;
 inline constexpr std::uint64_t kPackedEventAlign = 4;
-constexpr std::uint64_t packed_desc_bytes(std::uint32_t size) { return 16ull * size; }
+constexpr std::uint64_t packed_desc_bytes(std::uint32_t size) {
+    return 16ull * size;
+}
 
 // §2.7.7.2 / §2.8.10: the wrap-safe "has the index crossed the event point" test. True when
 // event_idx lies in the half-open window (old_idx, new_idx] of indices published since the last

@@ -3,38 +3,22 @@
 #include <cstring>
 
 #include "memory/ordering.hpp"
+#include "virtq/chain_walk.hpp"
 
 namespace vireo::virtq {
 
-namespace {
+using detail::map_area;
 
-// A whole ring area, inside one region, at the required alignment.
-template <typename T>
-std::expected<T*, QueueError> map_area(const GuestMemory& mem, std::uint64_t gpa,
-                                       std::uint64_t len, std::uint64_t align) {
-    if (gpa % align != 0) {
-        return std::unexpected(QueueError::kBadAlignment);
-    }
-    std::uint8_t* p = mem.translate(gpa, len);
-    if (p == nullptr) {
-        return std::unexpected(QueueError::kRingOutsideMemory);
-    }
-    return reinterpret_cast<T*>(p);
-}
-
-}  // namespace
-
-std::expected<void, QueueError> SplitQueue::activate(const GuestMemory& mem,
-                                                     const QueueConfig& cfg,
+std::expected<void, QueueError> SplitQueue::activate(const GuestMemory& mem, const QueueConfig& cfg,
                                                      QueueFeatures features) {
     *this = SplitQueue{};
     if (cfg.size == 0 || cfg.size > kMaxQueueSize || (cfg.size & (cfg.size - 1)) != 0) {
         return fail(QueueError::kBadSize);
     }
-    auto desc = map_area<const SplitDesc>(mem, cfg.desc_addr, split_desc_bytes(cfg.size),
-                                          kSplitDescAlign);
-    auto avail = map_area<const SplitAvailHeader>(mem, cfg.driver_addr,
-                                                  split_avail_bytes(cfg.size), kSplitAvailAlign);
+    auto desc =
+        map_area<const SplitDesc>(mem, cfg.desc_addr, split_desc_bytes(cfg.size), kSplitDescAlign);
+    auto avail = map_area<const SplitAvailHeader>(mem, cfg.driver_addr, split_avail_bytes(cfg.size),
+                                                  kSplitAvailAlign);
     auto used = map_area<SplitUsedHeader>(mem, cfg.device_addr, split_used_bytes(cfg.size),
                                           kSplitUsedAlign);
     if (!desc) {
@@ -91,8 +75,7 @@ std::expected<void, QueueError> SplitQueue::walk(const GuestMemory& mem, std::ui
     const SplitDesc* table = desc_;
     std::uint32_t table_len = size_;
     bool in_indirect = false;
-    bool seen_writable = false;
-    std::uint64_t total = 0;
+    detail::ChainBuilder chain(out);
     std::uint32_t steps = 0;
     std::uint32_t idx = head;
     for (;;) {
@@ -133,24 +116,8 @@ std::expected<void, QueueError> SplitQueue::walk(const GuestMemory& mem, std::ui
             continue;
         }
 
-        // §2.7.4.2: device-writable descriptors come after all device-readable ones.
-        const bool writable = (flags & kDescFWrite) != 0;
-        if (!writable && seen_writable) {
-            return std::unexpected(QueueError::kReadableAfterWritable);
-        }
-        seen_writable |= writable;
-        total += len;
-        if (total > UINT32_MAX) {
-            return std::unexpected(QueueError::kLengthOverflow);
-        }
-        if (len != 0) {
-            const bool mapped = mem.for_each_segment(d.addr.get(), len, [&](const HostSegment& s) {
-                writable ? out.add_writable(s.host, s.len) : out.add_readable(s.host, s.len);
-                return true;
-            });
-            if (!mapped) {
-                return std::unexpected(QueueError::kBadAddress);
-            }
+        if (auto ok = chain.add(mem, d.addr.get(), len, (flags & kDescFWrite) != 0); !ok) {
+            return ok;
         }
         if (!(flags & kDescFNext)) {
             return {};

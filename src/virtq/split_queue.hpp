@@ -17,7 +17,7 @@ namespace vireo::virtq {
 inline constexpr std::uint32_t kMaxIndirectDescs = kMaxQueueSize;
 
 class SplitQueue {
-public:
+  public:
     // Validates the geometry against guest memory and caches the ring pointers (§2.7: size a
     // power of two ≤ 32768; areas aligned 16/2/4; each area inside one memory region).
     std::expected<void, QueueError> activate(const GuestMemory& mem, const QueueConfig& cfg,
@@ -53,7 +53,7 @@ public:
     std::uint16_t size() const { return size_; }
     bool broken() const { return broken_; }
 
-private:
+  private:
     std::expected<void, QueueError> walk(const GuestMemory& mem, std::uint16_t head,
                                          DescriptorChain& out) const;
     std::unexpected<QueueError> fail(QueueError e) {

@@ -17,7 +17,7 @@
 namespace vireo::virtq {
 
 class Virtqueue {
-public:
+  public:
     std::expected<void, QueueError> activate(const GuestMemory& mem, const QueueConfig& cfg,
                                              QueueFeatures features) {
         if (features.packed) {
@@ -68,8 +68,9 @@ public:
     }
 
     std::expected<QueueState, QueueError> save() const {
-        return visit([](const auto& q) -> std::expected<QueueState, QueueError> { return q.save(); },
-                     std::expected<QueueState, QueueError>(std::unexpect, QueueError::kNotReady));
+        return visit(
+            [](const auto& q) -> std::expected<QueueState, QueueError> { return q.save(); },
+            std::expected<QueueState, QueueError>(std::unexpect, QueueError::kNotReady));
     }
     std::expected<void, QueueError> restore(const GuestMemory& mem, const QueueState& state) {
         if (state.features.packed) {
@@ -85,7 +86,7 @@ public:
         return visit([](const auto& q) { return q.size(); }, std::uint16_t{0});
     }
 
-private:
+  private:
     std::expected<bool, QueueError> pop_resubmitted(SplitQueue& s, const GuestMemory& mem,
                                                     DescriptorChain& out) {
         const std::uint16_t head = resubmit_.back();
