@@ -814,5 +814,19 @@ TEST_F(PackedQueueTest, HostileChainAfterGoodOnesStopsOnlyThere) {
     expect_hostile(QueueError::kBadAddress);
 }
 
+TEST_F(PackedQueueTest, HostileSlotsReusedWhileInFlight) {
+    start(4);
+    const std::array one{Buf{kDataGpa, 8}};
+    for (std::uint16_t id = 0; id < 4; ++id) {
+        ring_->add_chain(one, id);
+        auto r = pop();
+        ASSERT_TRUE(r.has_value() && *r);
+    }
+    // The ring is full of chains the device still holds; a driver that marks a slot available
+    // again before it was used would make a fifth descriptor in flight on a four-slot ring.
+    ring_->add_chain(one, 4);
+    expect_hostile(QueueError::kTooManyInFlight);
+}
+
 }  // namespace
 }  // namespace vireo::virtq
