@@ -183,7 +183,7 @@ std::expected<DaemonConfig, std::string> parse_config(std::string_view text) {
         }
         cfg.devices.push_back(std::move(*d));
     }
-    VIREO_TRY(check_config(cfg));
+    VIREO_TRY(check_config(cfg, /*cli=*/false));
     return cfg;
 }
 
@@ -201,26 +201,30 @@ std::expected<DaemonConfig, std::string> load_config(const std::string& path) {
     return cfg;
 }
 
-std::expected<void, std::string> check_config(const DaemonConfig& cfg) {
+std::expected<void, std::string> check_config(const DaemonConfig& cfg, bool cli) {
     std::set<std::string> sockets;
     for (std::size_t i = 0; i < cfg.devices.size(); ++i) {
         const auto& d = cfg.devices[i];
-        const std::string where =
-            cfg.devices.size() == 1 ? std::string("device") : fmt::format("config.devices[{}]", i);
+        // Name the field the user wrote: a command-line option or a JSON path.
+        auto field = [&](const char* json_name, const char* option) {
+            return cli ? std::string(option) : fmt::format("config.devices[{}].{}", i, json_name);
+        };
         if (d.blk.num_queues == 0 || d.blk.num_queues > kMaxQueues) {
-            return bad("{}.queues: {} out of range (1..{})", where, d.blk.num_queues, kMaxQueues);
+            return bad("{}: {} out of range (1..{})", field("queues", "--queues"), d.blk.num_queues,
+                       kMaxQueues);
         }
         const std::uint16_t qs = d.blk.queue_size;
         if (qs == 0 || qs > virtq::kMaxQueueSize || (qs & (qs - 1)) != 0) {
-            return bad("{}.queue_size: {} is not a power of two in 1..{}", where, qs,
-                       virtq::kMaxQueueSize);
+            return bad("{}: {} is not a power of two in 1..{}", field("queue_size", "--queue-size"),
+                       qs, virtq::kMaxQueueSize);
         }
         if (d.blk.serial.size() > dev::kBlkIdBytes) {
-            return bad("{}.serial: '{}' is longer than {} bytes", where, d.blk.serial,
-                       dev::kBlkIdBytes);
+            return bad("{}: '{}' is longer than {} bytes", field("serial", "--serial"),
+                       d.blk.serial, dev::kBlkIdBytes);
         }
         if (!sockets.insert(d.socket_path).second) {
-            return bad("{}.socket_path: '{}' is used by another device", where, d.socket_path);
+            return bad("{}: '{}' is used by another device", field("socket_path", "--socket-path"),
+                       d.socket_path);
         }
     }
     return {};

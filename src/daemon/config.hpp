@@ -34,7 +34,7 @@ std::expected<DaemonConfig, std::string> parse_config(std::string_view json_text
 std::expected<DaemonConfig, std::string> load_config(const std::string& path);
 
 // Cross-device checks shared by both front doors: queue counts and sizes in range, socket
-// paths unique.
-std::expected<void, std::string> check_config(const DaemonConfig& cfg);
+// paths unique. Errors name the command-line option (cli) or the JSON field.
+std::expected<void, std::string> check_config(const DaemonConfig& cfg, bool cli);
 
 }  // namespace vireo::daemon

@@ -140,7 +140,7 @@ int main(int argc, char** argv) {
         one.blk.queue_size = static_cast<std::uint16_t>(queue_size);
         cfg.verbose = verbose;
         cfg.devices.push_back(std::move(one));
-        if (auto ok = vireo::daemon::check_config(cfg); !ok) {
+        if (auto ok = vireo::daemon::check_config(cfg, /*cli=*/true); !ok) {
             std::fprintf(stderr, "vireo: error: %s\n", ok.error().c_str());
             return kExitUsage;
         }
