@@ -35,7 +35,7 @@ enum class DriverError : std::uint8_t {
     kLengthOverflow,  // total chain length above 2^32 - 1 (the device rejects it, §2.7.5)
     kChainTooLong,    // the chain can never fit: more descriptors than the ring has
     kNoSpace,         // not enough free descriptors now: reclaim with get_buf() and retry
-    // --- device violations (queue becomes broken) ---
+    // --- device violations (queue becomes broken); broken() is "error >= kBroken" ---
     kBroken,             // an earlier violation stopped the queue
     kUsedIndexJump,      // split: used idx moved past what was made available
     kUsedIdOutOfRange,   // used id >= queue size
