@@ -26,12 +26,12 @@ std::string_view to_string(MemoryError e) {
 }
 
 MemoryRegion::MemoryRegion(std::uint64_t gpa, std::uint64_t size, std::uint8_t* host,
-                           std::size_t map_len, std::size_t map_offset, UniqueFd fd,
+                           std::uint8_t* map_base, std::size_t map_len, UniqueFd fd,
                            std::uint64_t fd_offset, std::uint64_t user_addr)
     : gpa_(gpa),
       size_(size),
-      host_(host + map_offset),
-      map_base_(host),
+      host_(host),
+      map_base_(map_base),
       map_len_(map_len),
       fd_(std::move(fd)),
       fd_offset_(fd_offset),
@@ -57,20 +57,45 @@ std::expected<void, MemoryError> check_range(std::uint64_t gpa, std::uint64_t si
     return {};
 }
 
+std::uint64_t page_size() {
+    return static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+struct GuardedMapping {
+    std::uint8_t* reservation;
+    std::size_t reservation_len;
+    std::uint8_t* data;
+};
+
+// Maps `len` bytes between two PROT_NONE guard pages. Translation never yields a pointer outside
+// a region, but if a bug ever let an access run past one, it faults instead of silently reading
+// or corrupting whatever the host had mapped next to the guest's memory.
+std::expected<GuardedMapping, MemoryError> map_guarded(std::size_t len, int prot, int flags, int fd,
+                                                       off_t offset) {
+    const std::size_t page = page_size();
+    const std::size_t rounded = (len + page - 1) / page * page;
+    if (rounded < len || rounded > SIZE_MAX - 2 * page) {
+        return std::unexpected(MemoryError::kWrapsAround);
+    }
+    const std::size_t total = rounded + 2 * page;
+    void* r = ::mmap(nullptr, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED) {
+        return std::unexpected(MemoryError::kMapFailed);
+    }
+    auto* base = static_cast<std::uint8_t*>(r);
+    void* p = ::mmap(base + page, len, prot, flags | MAP_FIXED | MAP_NORESERVE, fd, offset);
+    if (p == MAP_FAILED) {
+        ::munmap(r, total);
+        return std::unexpected(MemoryError::kMapFailed);
+    }
+    return GuardedMapping{base, total, static_cast<std::uint8_t*>(p)};
+}
+
 }  // namespace
 
 std::expected<void, MemoryError> GuestMemory::insert(std::unique_ptr<MemoryRegion> region) {
-    if (regions_.size() >= kMaxRegions) {
-        return std::unexpected(MemoryError::kTooManyRegions);
-    }
     auto pos = std::lower_bound(regions_.begin(), regions_.end(), region->gpa(),
                                 [](const auto& r, std::uint64_t gpa) { return r->gpa() < gpa; });
-    if (pos != regions_.end() && (*pos)->gpa() < region->end()) {
-        return std::unexpected(MemoryError::kOverlap);
-    }
-    if (pos != regions_.begin() && (*std::prev(pos))->end() > region->gpa()) {
-        return std::unexpected(MemoryError::kOverlap);
-    }
     regions_.insert(pos, std::move(region));
     rebuild_index();
     return {};
@@ -85,7 +110,7 @@ void GuestMemory::rebuild_index() {
 
 std::expected<void, MemoryError> GuestMemory::add_memfd(std::uint64_t gpa, std::uint64_t size,
                                                         const char* name) {
-    if (auto ok = check_range(gpa, size); !ok) {
+    if (auto ok = check_new(gpa, size); !ok) {
         return ok;
     }
     UniqueFd fd(::memfd_create(name, MFD_CLOEXEC));
@@ -98,50 +123,54 @@ std::expected<void, MemoryError> GuestMemory::add_memfd(std::uint64_t gpa, std::
 std::expected<void, MemoryError> GuestMemory::add_fd(std::uint64_t gpa, std::uint64_t size,
                                                      UniqueFd fd, std::uint64_t fd_offset,
                                                      std::uint64_t user_addr, bool read_only) {
-    if (auto ok = check_range(gpa, size); !ok) {
-        return ok;
-    }
-    const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-    const std::uint64_t skew = fd_offset % page;
-    if (size > SIZE_MAX - skew || fd_offset > static_cast<std::uint64_t>(INT64_MAX)) {
+    const std::uint64_t skew = fd_offset % page_size();
+    if (fd_offset > static_cast<std::uint64_t>(INT64_MAX) || size > SIZE_MAX - skew) {
         return std::unexpected(MemoryError::kWrapsAround);
     }
-    // Check overlap before mapping so a rejected region costs nothing.
-    for (const auto& r : regions_) {
-        if (gpa < r->end() && r->gpa() < gpa + size) {
-            return std::unexpected(MemoryError::kOverlap);
-        }
+    if (auto ok = check_new(gpa, size); !ok) {
+        return ok;
     }
-    const std::size_t map_len = size + skew;
     const int prot = read_only ? PROT_READ : (PROT_READ | PROT_WRITE);
-    void* p = ::mmap(nullptr, map_len, prot, MAP_SHARED | MAP_NORESERVE, fd.get(),
-                     static_cast<off_t>(fd_offset - skew));
-    if (p == MAP_FAILED) {
-        return std::unexpected(MemoryError::kMapFailed);
+    auto m =
+        map_guarded(size + skew, prot, MAP_SHARED, fd.get(), static_cast<off_t>(fd_offset - skew));
+    if (!m) {
+        return std::unexpected(m.error());
     }
-    return insert(std::make_unique<MemoryRegion>(gpa, size, static_cast<std::uint8_t*>(p), map_len,
-                                                 skew, std::move(fd), fd_offset, user_addr));
+    return insert(std::make_unique<MemoryRegion>(gpa, size, m->data + skew, m->reservation,
+                                                 m->reservation_len, std::move(fd), fd_offset,
+                                                 user_addr));
 }
 
 std::expected<void, MemoryError> GuestMemory::add_anonymous(std::uint64_t gpa, std::uint64_t size) {
-    if (auto ok = check_range(gpa, size); !ok) {
-        return ok;
-    }
     if (size > SIZE_MAX) {
         return std::unexpected(MemoryError::kWrapsAround);
     }
+    if (auto ok = check_new(gpa, size); !ok) {
+        return ok;
+    }
+    auto m = map_guarded(size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (!m) {
+        return std::unexpected(m.error());
+    }
+    return insert(std::make_unique<MemoryRegion>(gpa, size, m->data, m->reservation,
+                                                 m->reservation_len, UniqueFd{}, 0, 0));
+}
+
+std::expected<void, MemoryError> GuestMemory::check_new(std::uint64_t gpa,
+                                                        std::uint64_t size) const {
+    if (auto ok = check_range(gpa, size); !ok) {
+        return ok;
+    }
+    // Checked before mapping so a rejected region costs nothing.
     for (const auto& r : regions_) {
         if (gpa < r->end() && r->gpa() < gpa + size) {
             return std::unexpected(MemoryError::kOverlap);
         }
     }
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
-        return std::unexpected(MemoryError::kMapFailed);
+    if (regions_.size() >= kMaxRegions) {
+        return std::unexpected(MemoryError::kTooManyRegions);
     }
-    return insert(std::make_unique<MemoryRegion>(gpa, size, static_cast<std::uint8_t*>(p), size, 0,
-                                                 UniqueFd{}, 0, 0));
+    return {};
 }
 
 std::expected<void, MemoryError> GuestMemory::remove(std::uint64_t gpa, std::uint64_t size) {

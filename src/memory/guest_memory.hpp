@@ -33,8 +33,10 @@ std::string_view to_string(MemoryError e);
 // One contiguous guest-physical range backed by a host mapping.
 class MemoryRegion {
   public:
-    MemoryRegion(std::uint64_t gpa, std::uint64_t size, std::uint8_t* host, std::size_t map_len,
-                 std::size_t map_offset, UniqueFd fd, std::uint64_t fd_offset,
+    // `host` is where gpa lives; [map_base, map_base + map_len) is the whole reservation
+    // (guard pages included) that the destructor unmaps.
+    MemoryRegion(std::uint64_t gpa, std::uint64_t size, std::uint8_t* host, std::uint8_t* map_base,
+                 std::size_t map_len, UniqueFd fd, std::uint64_t fd_offset,
                  std::uint64_t user_addr);
     ~MemoryRegion();
     MemoryRegion(const MemoryRegion&) = delete;
@@ -60,7 +62,7 @@ class MemoryRegion {
     std::uint64_t gpa_;
     std::uint64_t size_;
     std::uint8_t* host_;      // host address of gpa_
-    std::uint8_t* map_base_;  // start of the mmap (page aligned, may precede host_)
+    std::uint8_t* map_base_;  // start of the reservation: guard page, mapping, guard page
     std::size_t map_len_;
     UniqueFd fd_;
     std::uint64_t fd_offset_;
@@ -174,6 +176,8 @@ class GuestMemory {
     };
 
     const MemoryRegion* find_slow(std::uint64_t gpa) const;
+    // Range, overlap and slot checks for a region about to be added.
+    std::expected<void, MemoryError> check_new(std::uint64_t gpa, std::uint64_t size) const;
     std::expected<void, MemoryError> insert(std::unique_ptr<MemoryRegion> region);
     void rebuild_index();
 

@@ -24,7 +24,8 @@ TEST(GuestMemory, TranslateRejectsOverflow) {
     ASSERT_TRUE(mem.add_anonymous(0x1000, 0x1000));
     EXPECT_EQ(mem.translate(0x1800, UINT64_MAX), nullptr);
     EXPECT_EQ(mem.translate(UINT64_MAX, 2), nullptr);
-    EXPECT_FALSE(mem.for_each_segment(0x1800, UINT64_MAX - 0x100, [](const HostSegment&) { return true; }));
+    EXPECT_FALSE(
+        mem.for_each_segment(0x1800, UINT64_MAX - 0x100, [](const HostSegment&) { return true; }));
 }
 
 TEST(GuestMemory, RejectsOverlapAndEmptyAndWrap) {
@@ -101,6 +102,19 @@ TEST(GuestMemory, MemfdIsSharedThroughItsFd) {
     EXPECT_EQ(*b.uva_to_gpa(0x7f0000001238), 0x100004u);
     EXPECT_FALSE(b.uva_to_gpa(0x7f0000001234 + 0x1000));
     EXPECT_FALSE(b.uva_to_gpa(0x7f0000001234 + 0xff0, 0x20));
+}
+
+TEST(GuestMemoryDeathTest, RegionsAreFencedByGuardPages) {
+    // Translation never hands out such a pointer; the guard pages make sure that if a bug ever
+    // did, the access faults instead of reaching other host memory.
+    GuestMemory mem;
+    ASSERT_TRUE(mem.add_memfd(0x0, 0x1800));  // not a page multiple: the tail page is mapped
+    ASSERT_TRUE(mem.add_anonymous(0x100000, 0x1000));
+    volatile std::uint8_t* a = mem.translate(0x0, 1);
+    volatile std::uint8_t* b = mem.translate(0x100000, 1);
+    EXPECT_DEATH(a[-1] = 1, "");
+    EXPECT_DEATH(b[0x1000] = 1, "");
+    EXPECT_DEATH((void)b[-1], "");
 }
 
 TEST(WireTypes, LittleEndianLayout) {

@@ -24,56 +24,21 @@ namespace vireo::virtq::test {
 
 inline const std::uint64_t kPage = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 
-// Guest memory whose regions are fenced by PROT_NONE guard pages where the host address space
-// allows it. ASan does not poison mmap'd memory, so without guards a read a few bytes past a
-// region would land silently in whatever mapping the kernel put next to it; with them it faults,
-// in sanitizer and plain builds alike. Regions are small (a few pages) to keep rings near edges.
+// Guest memory for ring tests. GuestMemory fences every region with PROT_NONE guard pages
+// (ASan does not poison mmap'd memory), so an access a byte past a region faults in sanitizer
+// and plain builds alike; regions are small (a few pages) to keep rings near those edges.
 class GuardedMemory {
   public:
-    GuardedMemory() = default;
-    GuardedMemory(const GuardedMemory&) = delete;
-    GuardedMemory& operator=(const GuardedMemory&) = delete;
-    ~GuardedMemory() {
-        for (void* g : guards_) {
-            ::munmap(g, kPage);
-        }
-    }
-
-    // Adds a memfd-backed region of `size` bytes (a page multiple) at `gpa`.
+    // Adds a memfd-backed region of `size` bytes at `gpa`.
     void add(std::uint64_t gpa, std::uint64_t size) {
-        // A page reserved first: the kernel allocates top-down, so the region usually lands
-        // right below it and the page becomes the region's upper guard.
-        void* above = ::mmap(nullptr, kPage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (above != MAP_FAILED) {
-            guards_.push_back(above);
-        }
         if (!mem_.add_memfd(gpa, size)) {
             throw std::runtime_error("add_memfd failed");
         }
-        auto* host = mem_.translate(gpa, size);
-        const bool after = host + size == above || guard_at(host + size);
-        const bool before = guard_at(host - kPage);
-        unguarded_ += (after ? 0 : 1) + (before ? 0 : 1);
     }
-
     const GuestMemory& mem() const { return mem_; }
-    // True if every region has a guard page on both sides.
-    bool fully_guarded() const { return unguarded_ == 0; }
 
   private:
-    bool guard_at(std::uint8_t* addr) {
-        void* p = ::mmap(addr, kPage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-                         -1, 0);
-        if (p == MAP_FAILED) {
-            return false;
-        }
-        guards_.push_back(p);
-        return p == addr;  // kernels before 4.17 treat the flag as a mere hint
-    }
-
     GuestMemory mem_;
-    std::vector<void*> guards_;
-    int unguarded_ = 0;
 };
 
 // The guest-physical layout every virtq test uses: small regions so rings and buffers sit next
