@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 
 cmake --preset fuzz >/dev/null
-cmake --build --preset fuzz -j "$(nproc)"
+cmake --build --preset fuzz -j "$(nproc)" --target $(sed -n 's/^vireo_fuzzer(\([a-z_0-9]*\).*/\1/p' fuzz/CMakeLists.txt)
 
 status=0
 for target in build/fuzz/bin/fuzz_*; do
