@@ -2,7 +2,7 @@
 # The README's test command: installs what the project needs, then builds and runs every test.
 #   1. release build: unit tests + end-to-end tests with real guests (UML, QEMU)
 #   2. ASan + UBSan build: the unit tests again
-#   3. formatting check
+#   3. formatting check, and every libFuzzer target for a few seconds
 # Usage: scripts/test.sh [--unit-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,9 @@ cmake --build --preset sanitize -j "$jobs"
 
 echo "== format check"
 git ls-files '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror
+
+echo "== fuzz targets, briefly (scripts/fuzz.sh runs them longer)"
+bash scripts/fuzz.sh 15
 
 echo "== unit tests under ASan + UBSan"
 ctest --preset sanitize -LE e2e
