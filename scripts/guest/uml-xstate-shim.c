@@ -22,11 +22,11 @@
 #include <sys/uio.h>
 
 enum {
-    kLegacyAreaSize = 512,   // FXSAVE image (x87 + SSE), SDM vol. 1 §13.4.1
-    kHeaderOffset = 512,     // XSAVE header: XSTATE_BV at +0
+    kLegacyAreaSize = 512,  // FXSAVE image (x87 + SSE), SDM vol. 1 §13.4.1
+    kHeaderOffset = 512,    // XSAVE header: XSTATE_BV at +0
     kHeaderSize = 64,
-    kLegacyFeatures = 0x7,   // XSTATE_BV bits of x87, SSE, AVX
-    kMaxXstate = 16384,      // larger than any current XSAVE area (AMX: 11008 bytes)
+    kLegacyFeatures = 0x7,  // XSTATE_BV bits of x87, SSE, AVX
+    kMaxXstate = 16384,     // larger than any current XSAVE area (AMX: 11008 bytes)
 };
 
 typedef long (*ptrace_fn)(int, pid_t, void*, void*);

@@ -1,11 +1,14 @@
 # shellcheck shell=bash
 # Starting and stopping a vhost-user-blk back end. Source after common.sh.
 #
-# vireo_backend_start KIND IMAGE SOCKET LOG [--read-only] [--queues N] [--engine E]
+# vireo_backend_start KIND IMAGE SOCKET LOG [--read-only] [--queues N] [--engine E] [--cache C]
 #   KIND vireo — `vireo blk` ($VIREO_BIN, default build/bin/vireo)
 #   KIND qsd   — qemu-storage-daemon's vhost-user-blk export (the reference implementation)
 # Sets vireo_backend_pid (the supervising `timeout`; vireo_backend_process gives the back end
 # itself); returns non-zero if the back end did not come up.
+# --cache direct|buffered: O_DIRECT on the image or the host page cache (vireo: --direct or not;
+# qsd: cache.direct=on + aio=native, or cache.direct=off + aio=threads). Without it, each back end
+# uses its default (vireo: buffered; qsd here: direct).
 # Extra arguments for vireo can be given in VIREO_BLK_ARGS.
 
 vireo_backend_pid=
@@ -19,12 +22,13 @@ vireo_bin() {
 vireo_backend_start() {
     local kind=$1 image=$2 sock=$3 log=$4
     shift 4
-    local ro=0 queues="" engine=""
+    local ro=0 queues="" engine="" cache=""
     while (($#)); do
         case $1 in
         --read-only) ro=1; shift ;;
         --queues) queues=$2; shift 2 ;;
         --engine) engine=$2; shift 2 ;;
+        --cache) cache=$2; shift 2 ;;
         *) vireo_die "vireo_backend_start: unknown option $1" ;;
         esac
     done
@@ -37,11 +41,17 @@ vireo_backend_start() {
         ((ro)) && cmd+=(--read-only)
         [[ -n $queues ]] && cmd+=(--queues "$queues")
         [[ -n $engine ]] && cmd+=(--engine "$engine")
+        [[ $cache == direct ]] && cmd+=(--direct)
         # shellcheck disable=SC2206 # word splitting intended
         [[ -n ${VIREO_BLK_ARGS:-} ]] && cmd+=($VIREO_BLK_ARGS)
         ;;
     qsd)
-        local bd="driver=file,node-name=disk0,filename=$image,aio=native,cache.direct=on,discard=unmap"
+        local bd="driver=file,node-name=disk0,filename=$image,discard=unmap"
+        if [[ $cache == buffered ]]; then
+            bd+=",aio=threads,cache.direct=off"
+        else
+            bd+=",aio=native,cache.direct=on"
+        fi
         local ex="type=vhost-user-blk,id=exp0,node-name=disk0,addr.type=unix,addr.path=$sock"
         if ((ro)); then
             bd+=",read-only=on"
