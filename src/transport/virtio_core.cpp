@@ -279,7 +279,7 @@ void VirtioCore::start_queue(Queue& q) {
     }
     const bool ok = q.worker.start(
         *q.handler, q.kick.get(), [&q] { return q.vq.broken() || q.handler->needs_reset(); },
-        [this, &q, fail] {
+        [&q, fail] {
             warn("queue {}: malformed ring, device needs reset", q.index);
             fail();
         });
