@@ -125,7 +125,9 @@ class Guest {
                       bool one_desc = false) {
         std::uint8_t* p = alloc_tx(sizeof hdr + frame.size());
         std::memcpy(p, &hdr, sizeof hdr);
-        std::memcpy(p + sizeof hdr, frame.data(), frame.size());
+        if (!frame.empty()) {
+            std::memcpy(p + sizeof hdr, frame.data(), frame.size());
+        }
         std::vector<driver::Segment> out;
         if (one_desc) {
             out.push_back(
@@ -189,7 +191,9 @@ class Guest {
         std::uint8_t* p = alloc_tx(2 + data.size() + 1);
         p[0] = cls;
         p[1] = cmd;
-        std::memcpy(p + 2, data.data(), data.size());
+        if (!data.empty()) {
+            std::memcpy(p + 2, data.data(), data.size());
+        }
         std::uint8_t* ack = p + 2 + data.size();
         *ack = 0xAA;
         driver::Segment out{window_.to_device(p), static_cast<std::uint32_t>(2 + data.size())};
