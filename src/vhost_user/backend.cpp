@@ -142,6 +142,15 @@ Backend::Result Backend::dispatch(Message& msg, int sock, bool& replied) {
             log::info("[{}] RESET_DEVICE", name_);
             reset_device();
             return {};
+        case Request::kSetSlaveReqFd: {
+            if (!has_protocol(kPfSlaveReq)) {
+                return fail("SET_SLAVE_REQ_FD without the SLAVE_REQ protocol feature");
+            }
+            std::lock_guard lock(backend_req_mutex_);
+            backend_req_ = std::move(msg.fds[0]);
+            log::info("[{}] back-end request channel set", name_);
+            return {};
+        }
         case Request::kSetMemTable:
             return set_mem_table(msg);
         case Request::kGetMaxMemSlots:
@@ -511,6 +520,20 @@ void Backend::fail_ring(Vring& vr, std::string_view why) {
     if (vr.err) {
         ::eventfd_write(vr.err.get(), 1);
     }
+    notify_config_change();
+}
+
+void Backend::notify_config_change() {
+    // §2.1.2: after setting DEVICE_NEEDS_RESET the device sends a configuration change
+    // notification; over vhost-user that is CONFIG_CHANGE_MSG on the back-end channel.
+    if (!has_protocol(kPfConfig) || !has_protocol(kPfSlaveReq)) {
+        return;
+    }
+    std::lock_guard lock(backend_req_mutex_);
+    if (backend_req_) {
+        const Header h{static_cast<std::uint32_t>(BackendRequest::kConfigChangeMsg), kVersion, 0};
+        send(backend_req_.get(), h, {});
+    }
 }
 
 void Backend::start_ring(Vring& vr) {
@@ -536,10 +559,17 @@ void Backend::start_ring(Vring& vr) {
     st.next_avail = static_cast<std::uint16_t>(vr.base & 0xffff);
     std::vector<std::uint16_t> resubmit;
     if (packed) {
-        // QEMU sends the used position in bits 16..31; a front end that sends only the avail
-        // half implies in-order completion (used == avail).
-        const auto hi = static_cast<std::uint16_t>(vr.base >> 16);
-        st.next_used = hi != 0 ? hi : st.next_avail;
+        // QEMU sends avail (slot | wrap << 15) in bits 0..15 and used likewise in 16..31; a
+        // fresh ring is 0x80008000 (§2.8.1: wrap counters start at 1). Linux UML sends a plain
+        // 0 for a fresh ring whatever the format, so 0 means "initial state" here. A front end
+        // that sends only the avail half implies in-order completion (used == avail).
+        if (vr.base == 0) {
+            st.next_avail = kPackedWrapBit;
+            st.next_used = kPackedWrapBit;
+        } else {
+            const auto hi = static_cast<std::uint16_t>(vr.base >> 16);
+            st.next_used = hi != 0 ? hi : st.next_avail;
+        }
     } else {
         // The used index in guest memory is authoritative (it survives a back-end restart).
         virtq::SplitUsedHeader uh{};

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <expected>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,8 +30,9 @@ inline constexpr std::uint8_t kStatusNeedsReset = 0x40;  // DEVICE_NEEDS_RESET
 
 // Protocol features this back end implements and offers.
 inline constexpr std::uint64_t kOfferedProtocolFeatures =
-    (1ull << kPfMq) | (1ull << kPfReplyAck) | (1ull << kPfConfig) | (1ull << kPfInflightShmfd) |
-    (1ull << kPfResetDevice) | (1ull << kPfConfigureMemSlots) | (1ull << kPfStatus);
+    (1ull << kPfMq) | (1ull << kPfReplyAck) | (1ull << kPfSlaveReq) | (1ull << kPfConfig) |
+    (1ull << kPfInflightShmfd) | (1ull << kPfResetDevice) | (1ull << kPfConfigureMemSlots) |
+    (1ull << kPfStatus);
 
 // Memory slots offered via GET_MAX_MEM_SLOTS (CONFIGURE_MEM_SLOTS).
 inline constexpr std::uint32_t kMaxMemSlots = 32;
@@ -131,6 +133,8 @@ class Backend {
     void stop_ring(Vring& vr);
     void restart_all();
     void fail_ring(Vring& vr, std::string_view why);
+    // Tells the front end the config space (device status) changed, if it gave us a channel.
+    void notify_config_change();
     void worker_loop(Vring& vr);
     // Stops running rings, runs f, restarts the ones that can run.
     template <typename F>
@@ -140,6 +144,9 @@ class Backend {
     std::string name_;
     GuestMemory memory_;
     InflightBuffer inflight_;
+    // Back-end → front-end channel (SET_SLAVE_REQ_FD); workers may write to it, hence the lock.
+    UniqueFd backend_req_;
+    std::mutex backend_req_mutex_;
     std::vector<std::unique_ptr<Vring>> vrings_;
     std::uint64_t acked_features_ = 0;
     std::uint64_t acked_protocol_ = 0;

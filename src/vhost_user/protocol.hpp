@@ -79,6 +79,11 @@ inline constexpr unsigned kPfInbandNotifications = 14;
 inline constexpr unsigned kPfConfigureMemSlots = 15;
 inline constexpr unsigned kPfStatus = 16;
 
+// Back-end message types ("Back-end message types"), sent on the SET_SLAVE_REQ_FD channel.
+enum class BackendRequest : std::uint32_t {
+    kConfigChangeMsg = 2,
+};
+
 // SET_VRING_KICK/CALL/ERR u64 payload: bits 0-7 are the ring index, bit 8 says "no fd".
 inline constexpr std::uint64_t kVringIndexMask = 0xff;
 inline constexpr std::uint64_t kVringNoFdMask = 1u << 8;

@@ -120,6 +120,7 @@ bool is_supported(Request r) {
         case Request::kRemMemReg:
         case Request::kSetStatus:
         case Request::kGetStatus:
+        case Request::kSetSlaveReqFd:
             return true;
         default:
             return false;
@@ -295,6 +296,11 @@ std::expected<void, std::string> validate(const Message& m, const ValidationLimi
                 return ok;
             }
             return fd_count(m, 0);
+        case Request::kSetSlaveReqFd:
+            if (auto ok = exact_size(m, 0); !ok) {
+                return ok;
+            }
+            return fd_count(m, 1);
         case Request::kSetFeatures:
         case Request::kSetProtocolFeatures:
         case Request::kSetStatus:

@@ -37,7 +37,7 @@ TEST(Backend, FeatureAndProtocolNegotiation) {
     // The device sees the virtio features only: bit 30 belongs to vhost-user.
     EXPECT_EQ(dev.features, virtq::bit(virtq::kFVersion1));
     // Protocol features never offered are refused too.
-    EXPECT_NE(fe.acked(Request::kSetProtocolFeatures, std::uint64_t{1} << kPfSlaveReq), 0u);
+    EXPECT_NE(fe.acked(Request::kSetProtocolFeatures, std::uint64_t{1} << kPfLogShmfd), 0u);
     // STATUS round trip.
     ASSERT_TRUE(fe.send(Request::kSetStatus, std::uint64_t{0x0f}));
     EXPECT_EQ(fe.get_u64(Request::kGetStatus), 0x0fu);
@@ -231,6 +231,11 @@ TEST(Backend, QueueErrorSetsNeedsResetAndSparesOtherQueues) {
     UniqueFd err(::eventfd(0, EFD_CLOEXEC));
     int fd = err.get();
     ASSERT_TRUE(fe.send(Request::kSetVringErr, std::uint64_t{0}, std::span(&fd, 1)));
+    int chan[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan), 0);
+    UniqueFd ours(chan[0]), theirs(chan[1]);
+    fd = theirs.get();
+    EXPECT_EQ(fe.acked(Request::kSetSlaveReqFd, std::span<const int>(&fd, 1)), 0u);
     ASSERT_NO_FATAL_FAILURE(r0.setup());
     ASSERT_NO_FATAL_FAILURE(r1.setup());
     r0.make_available(kSize + 3);  // head index out of range: a malformed ring
@@ -238,6 +243,12 @@ TEST(Backend, QueueErrorSetsNeedsResetAndSparesOtherQueues) {
     pollfd p{err.get(), POLLIN, 0};
     ASSERT_EQ(::poll(&p, 1, 10000), 1);  // the error eventfd fires
     EXPECT_NE(fe.get_u64(Request::kGetStatus) & kStatusNeedsReset, 0u);
+    // ...and the front end hears about it as a config change (§2.1.2).
+    pollfd pn{ours.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&pn, 1, 10000), 1);
+    auto note = receive(ours.get());
+    ASSERT_TRUE(note.has_value());
+    EXPECT_EQ(note->hdr.request, static_cast<std::uint32_t>(BackendRequest::kConfigChangeMsg));
     r1.add(0, "still fine", 16);
     r1.kick();
     ASSERT_TRUE(r1.wait_call());

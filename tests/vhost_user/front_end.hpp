@@ -178,6 +178,10 @@ class FrontEnd {
         return ack_of(send(r, payload, fds, true));
     }
     std::uint64_t acked(Request r) { return ack_of(send(r, true)); }
+    // No payload, only fds (SET_SLAVE_REQ_FD).
+    std::uint64_t acked(Request r, std::span<const int> fds) {
+        return ack_of(send_raw(static_cast<std::uint32_t>(r), {}, fds, kVersion | kFlagNeedReply));
+    }
 
     // --- guest memory (front end's view) -----------------------------------------------
     std::uint64_t uva(std::uint64_t gpa) const {

@@ -120,7 +120,9 @@ TEST(Malformed, UnknownRequest) {
     auto rep = s.fe.reply();
     ASSERT_TRUE(rep.has_value());
     EXPECT_NE(rep->u64(), 0u);
-    // Known to the protocol but not implemented here (no SLAVE_REQ offered).
+    // Known to the protocol but not implemented here (no LOG_SHMFD offered).
+    EXPECT_NE(s.fe.acked(Request::kSetLogBase, std::uint64_t{0}), 0u);
+    // SET_SLAVE_REQ_FD without its fd.
     EXPECT_NE(s.fe.acked(Request::kSetSlaveReqFd), 0u);
     EXPECT_FALSE(s.fe.send_raw(999, bytes_of(v)));
 }
