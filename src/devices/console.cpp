@@ -606,7 +606,9 @@ void ConsoleDevice::post_control(std::uint32_t port, std::uint16_t event, std::u
     c.value.set(value);
     std::vector<std::uint8_t> msg(sizeof c + payload.size());
     std::memcpy(msg.data(), &c, sizeof c);
-    std::memcpy(msg.data() + sizeof c, payload.data(), payload.size());
+    if (!payload.empty()) {
+        std::memcpy(msg.data() + sizeof c, payload.data(), payload.size());
+    }
     {
         std::lock_guard lock(control_mu_);
         if (control_out_.size() >= kConsoleMaxPendingControl) {
