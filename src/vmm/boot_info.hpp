@@ -21,9 +21,14 @@ inline constexpr std::uint16_t kDataSelector = 0x10;
 inline constexpr std::uint16_t kUartPort = 0x3F8;
 inline constexpr std::uint32_t kUartGsi = 4;
 inline constexpr std::uint16_t kExitPort = 0xF4;
+// 32-bit write of a vCPU index n (1 <= n < num_vcpus): starts vCPU n in long mode at
+// BootInfo::ap_entry with RSP = BootInfo::ap_stack, RDI = BootInfo*, RSI = n. The VMM copies
+// both fields during the write, so the guest may reuse them for the next vCPU at once.
+inline constexpr std::uint16_t kVcpuStartPort = 0xF5;
 
 inline constexpr std::uint64_t kMmioBase = 0xD000'0000;
 inline constexpr std::uint64_t kMmioStride = 0x1000;
+inline constexpr std::uint32_t kMmioSlotSize = 0x1000;  // what BootInfo::mmio[].size reports
 inline constexpr std::uint32_t kMmioFirstGsi = 5;
 inline constexpr std::uint32_t kMaxMmioDevices = 16;
 
@@ -58,9 +63,13 @@ struct BootInfo {
     le64 pci_bar_base;
     le64 pci_bar_size;
     char cmdline[256];
+    le64 ap_entry;  // written by the guest before a kVcpuStartPort write
+    le64 ap_stack;
 };
 static_assert(offsetof(BootInfo, mmio) == 24);
 static_assert(offsetof(BootInfo, pci_ecam_base) == 24 + 16 * kMaxMmioDevices);
-static_assert(sizeof(BootInfo) == 24 + 16 * kMaxMmioDevices + 24 + 256);
+static_assert(offsetof(BootInfo, cmdline) == 24 + 16 * kMaxMmioDevices + 24);
+static_assert(offsetof(BootInfo, ap_entry) == 24 + 16 * kMaxMmioDevices + 24 + 256);
+static_assert(sizeof(BootInfo) == 24 + 16 * kMaxMmioDevices + 24 + 256 + 16);
 
 }  // namespace vireo::boot
