@@ -1,0 +1,121 @@
+// The platform interface the guest drivers are written against. Everything architecture-specific
+// (port I/O, the PCI configuration mechanism, interrupt controllers, the CPU's wait instruction,
+// the clock) sits behind these declarations; guest/runtime/<arch>/ implements them. The drivers
+// themselves (guest/drivers/*.hpp) are architecture-neutral and freestanding: no exceptions,
+// no RTTI, no heap, no libc beyond memcpy/memset.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "driver/driver_common.hpp"
+
+namespace vireo::guest {
+
+// ---- device registers ----------------------------------------------------------------------
+// Memory-mapped registers: volatile accesses of exactly the given width. Identity-mapped,
+// uncached (the VMM maps 3-4 GiB uncached), so no cache maintenance is needed on x86; an
+// architecture with weaker MMIO ordering would add its fences here.
+inline std::uint8_t mmio_read8(std::uint64_t addr) {
+    return *reinterpret_cast<volatile const std::uint8_t*>(addr);
+}
+inline std::uint16_t mmio_read16(std::uint64_t addr) {
+    return *reinterpret_cast<volatile const std::uint16_t*>(addr);
+}
+inline std::uint32_t mmio_read32(std::uint64_t addr) {
+    return *reinterpret_cast<volatile const std::uint32_t*>(addr);
+}
+inline std::uint64_t mmio_read64(std::uint64_t addr) {
+    return *reinterpret_cast<volatile const std::uint64_t*>(addr);
+}
+inline void mmio_write8(std::uint64_t addr, std::uint8_t v) {
+    *reinterpret_cast<volatile std::uint8_t*>(addr) = v;
+}
+inline void mmio_write16(std::uint64_t addr, std::uint16_t v) {
+    *reinterpret_cast<volatile std::uint16_t*>(addr) = v;
+}
+inline void mmio_write32(std::uint64_t addr, std::uint32_t v) {
+    *reinterpret_cast<volatile std::uint32_t*>(addr) = v;
+}
+inline void mmio_write64(std::uint64_t addr, std::uint64_t v) {
+    *reinterpret_cast<volatile std::uint64_t*>(addr) = v;
+}
+
+namespace platform {
+
+// ---- PCI configuration space (bus 0..255, device 0..31, function 0..7, offset 0..255) -------
+// x86: configuration mechanism #1 (0xCF8/0xCFC); elsewhere ECAM. Offsets are dword aligned.
+std::uint32_t pci_config_read32(std::uint8_t bus, std::uint8_t dev, std::uint8_t fn,
+                                std::uint16_t offset);
+void pci_config_write32(std::uint8_t bus, std::uint8_t dev, std::uint8_t fn, std::uint16_t offset,
+                        std::uint32_t value);
+
+// ---- interrupts --------------------------------------------------------------------------------
+using IrqHandler = void (*)(void* ctx);
+
+// A CPU interrupt vector whose handler calls `fn(ctx)` (in interrupt context, interrupts off)
+// and then signals end-of-interrupt. -1 when all vectors are taken.
+int irq_alloc(IrqHandler fn, void* ctx);
+
+// Routes a wired interrupt (a GSI of the interrupt controller) to `vector`, unmasked.
+// Level-triggered lines must be quiesced at the device by the handler before it returns.
+bool irq_route_gsi(std::uint32_t gsi, int vector, bool level_triggered);
+void irq_mask_gsi(std::uint32_t gsi);
+
+// The message (address, data) that makes an MSI / MSI-X write raise `vector` on this CPU.
+struct MsiMessage {
+    std::uint64_t address = 0;
+    std::uint32_t data = 0;
+};
+MsiMessage msi_message(int vector);
+
+// Interrupt state of this CPU.
+void irq_disable();
+void irq_enable();
+// Atomically enables interrupts and sleeps until one arrives; returns with interrupts disabled.
+void wait_for_interrupt();
+
+// ---- time ------------------------------------------------------------------------------------
+// Milliseconds since boot, advanced by a periodic timer interrupt (coarse: 10 ms steps).
+std::uint64_t now_ms();
+void cpu_relax();
+
+// ---- DMA -------------------------------------------------------------------------------------
+// How drivers translate their pointers to device addresses (identity on this machine).
+driver::DmaWindow dma_window();
+
+}  // namespace platform
+
+// Waits for `done()` with a deadline. `sleep`: sleep between checks until an interrupt arrives
+// (the device's or the clock's), else busy-poll with the CPU's relax hint. Returns done().
+template <typename Pred>
+bool wait_until(Pred done, std::uint32_t timeout_ms, bool sleep) {
+    const std::uint64_t deadline = platform::now_ms() + timeout_ms;
+    for (;;) {
+        if (sleep) {
+            // Check with interrupts off, so an interrupt between the check and the sleep
+            // cannot be lost: wait_for_interrupt() re-enables them atomically with the sleep.
+            platform::irq_disable();
+            if (done()) {
+                platform::irq_enable();
+                return true;
+            }
+            if (platform::now_ms() >= deadline) {
+                platform::irq_enable();
+                return false;
+            }
+            platform::wait_for_interrupt();
+            platform::irq_enable();
+        } else {
+            if (done()) {
+                return true;
+            }
+            if (platform::now_ms() >= deadline) {
+                return done();
+            }
+            platform::cpu_relax();
+        }
+    }
+}
+
+}  // namespace vireo::guest
