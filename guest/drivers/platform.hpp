@@ -12,6 +12,9 @@
 
 namespace vireo::guest {
 
+// Diagnostics to the platform's console (printf subset, see runtime/runtime.hpp).
+__attribute__((format(printf, 1, 2))) void print(const char* fmt, ...);
+
 // ---- device registers ----------------------------------------------------------------------
 // Memory-mapped registers: volatile accesses of exactly the given width. Identity-mapped,
 // uncached (the VMM maps 3-4 GiB uncached), so no cache maintenance is needed on x86; an
@@ -49,6 +52,9 @@ std::uint32_t pci_config_read32(std::uint8_t bus, std::uint8_t dev, std::uint8_t
                                 std::uint16_t offset);
 void pci_config_write32(std::uint8_t bus, std::uint8_t dev, std::uint8_t fn, std::uint16_t offset,
                         std::uint32_t value);
+
+// The interrupt line (GSI) wired to INTA#..INTD# (pin 1..4) of PCI device `dev` on bus 0.
+std::uint32_t pci_intx_gsi(std::uint8_t dev, std::uint8_t pin);
 
 // ---- interrupts --------------------------------------------------------------------------------
 using IrqHandler = void (*)(void* ctx);

@@ -207,6 +207,11 @@ void pci_config_write32(std::uint8_t bus, std::uint8_t dev, std::uint8_t fn, std
     outl(kPciConfigData, value);
 }
 
+std::uint32_t pci_intx_gsi(std::uint8_t dev, std::uint8_t pin) {
+    // docs/boot-protocol.md: INTA# of slot s on GSI 16 + s % 4; the usual swizzle for B..D.
+    return boot::kPciFirstGsi + (dev + pin - 1u) % 4u;
+}
+
 int irq_alloc(IrqHandler fn, void* ctx) {
     if (next_vector >= kStubCount || fn == nullptr) {
         return -1;
