@@ -24,7 +24,7 @@ inline constexpr std::uint16_t kExitPort = 0xF4;
 // 32-bit write of a vCPU index n (1 <= n < num_vcpus): starts vCPU n in long mode at
 // BootInfo::ap_entry with RSP = BootInfo::ap_stack, RDI = BootInfo*, RSI = n. The VMM copies
 // both fields during the write, so the guest may reuse them for the next vCPU at once.
-inline constexpr std::uint16_t kVcpuStartPort = 0xF5;
+inline constexpr std::uint16_t kVcpuStartPort = 0xF8;  // 0xF4..0xF7 is the exit port
 
 inline constexpr std::uint64_t kMmioBase = 0xD000'0000;
 inline constexpr std::uint64_t kMmioStride = 0x1000;

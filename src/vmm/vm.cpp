@@ -1,0 +1,646 @@
+#include "vmm/vm.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <pthread.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include "devices/blk.hpp"
+#include "devices/console.hpp"
+#include "devices/net.hpp"
+#include "devices/net_switch.hpp"
+#include "devices/net_tap.hpp"
+#include "devices/rng.hpp"
+#include "transport/edu.hpp"
+#include "transport/log.hpp"
+#include "transport/pci_host.hpp"
+#include "transport/virtio_mmio.hpp"
+#include "transport/virtio_pci.hpp"
+#include "vhost_user/log.hpp"
+#include "virtq/features.hpp"
+#include "vmm/boot_info.hpp"
+#include "vmm/uart.hpp"
+#include "vmm/x86_boot.hpp"
+
+namespace vireo::vmm {
+
+namespace {
+
+// Sent to a vCPU thread to make KVM_RUN return (EINTR); its handler does nothing.
+const int kKickSignal = SIGUSR1;
+// An I/O port nothing claims: the bench guest's `out` target (a PC's POST-code port).
+inline constexpr std::uint16_t kBenchPort = 0x80;
+
+volatile std::sig_atomic_t g_interrupted = 0;
+
+void on_kick(int) {}
+void on_interrupt(int) {
+    g_interrupted = 1;
+}
+
+void install(int sig, void (*handler)(int)) {
+    struct sigaction sa {};
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
+    ::sigaction(sig, &sa, nullptr);
+}
+
+// Offers a model's features minus some (packed=off: no VIRTIO_F_RING_PACKED).
+class FeatureMask final : public dev::VirtioDevice {
+  public:
+    FeatureMask(std::unique_ptr<dev::VirtioDevice> inner, std::uint64_t removed)
+        : inner_(std::move(inner)), removed_(removed) {}
+    std::uint32_t device_id() const override { return inner_->device_id(); }
+    std::uint64_t device_features() const override { return inner_->device_features() & ~removed_; }
+    std::uint16_t num_queues() const override { return inner_->num_queues(); }
+    std::uint16_t max_queue_size() const override { return inner_->max_queue_size(); }
+    std::span<const std::uint8_t> config() const override { return inner_->config(); }
+    void write_config(std::uint32_t offset, std::span<const std::uint8_t> data) override {
+        inner_->write_config(offset, data);
+    }
+    void set_features(std::uint64_t negotiated) override { inner_->set_features(negotiated); }
+    std::unique_ptr<dev::QueueHandler> start_queue(std::uint16_t index,
+                                                   dev::QueueHandle q) override {
+        return inner_->start_queue(index, q);
+    }
+    void reset() override { inner_->reset(); }
+
+  private:
+    std::unique_ptr<dev::VirtioDevice> inner_;
+    std::uint64_t removed_;
+};
+
+// Port 0xF4: a 32-bit write ends the VM with value & 0xff.
+class ExitPort final : public transport::BusDevice {
+  public:
+    explicit ExitPort(Vm& vm) : vm_(vm) {}
+    void read(std::uint64_t, std::span<std::uint8_t> data) override {
+        std::fill(data.begin(), data.end(), 0);
+    }
+    void write(std::uint64_t offset, std::span<const std::uint8_t> data) override {
+        if (offset != 0 || data.size() != 4) {
+            transport::warn("vmm: exit port: {}-byte write ignored (needs 32 bits)", data.size());
+            return;
+        }
+        std::uint32_t v;
+        std::memcpy(&v, data.data(), 4);
+        vm_.guest_exit(v);
+    }
+
+  private:
+    Vm& vm_;
+};
+
+// Port 0xF8: a 32-bit write of n starts vCPU n.
+class VcpuStartPort final : public transport::BusDevice {
+  public:
+    explicit VcpuStartPort(Vm& vm) : vm_(vm) {}
+    void read(std::uint64_t, std::span<std::uint8_t> data) override {
+        std::fill(data.begin(), data.end(), 0);
+    }
+    void write(std::uint64_t offset, std::span<const std::uint8_t> data) override {
+        if (offset != 0 || data.size() != 4) {
+            transport::warn("vmm: vCPU start port: {}-byte write ignored", data.size());
+            return;
+        }
+        std::uint32_t v;
+        std::memcpy(&v, data.data(), 4);
+        vm_.start_vcpu(v);
+    }
+
+  private:
+    Vm& vm_;
+};
+
+std::string describe_regs(int vcpu_fd) {
+    kvm_regs r{};
+    if (::ioctl(vcpu_fd, KVM_GET_REGS, &r) < 0) {
+        return "registers unavailable";
+    }
+    return fmt::format("RIP={:#x} RSP={:#x} RFLAGS={:#x}", r.rip, r.rsp, r.rflags);
+}
+
+}  // namespace
+
+Vm::Vm(const VmmConfig& cfg) : cfg_(cfg) {}
+
+Vm::~Vm() {
+    // run() normally did this; a Vm that never ran still owns live transports.
+    shutdown();
+}
+
+std::expected<std::unique_ptr<Vm>, std::string> Vm::create(const VmmConfig& cfg,
+                                                           std::span<const std::uint8_t> file,
+                                                           const ElfImage& image) {
+    auto vm = std::unique_ptr<Vm>(new Vm(cfg));
+    if (auto ok = vm->build(file, image); !ok) {
+        return std::unexpected(ok.error());
+    }
+    return vm;
+}
+
+std::expected<void, std::string> Vm::build(std::span<const std::uint8_t> file,
+                                           const ElfImage& image) {
+    auto kvm = KvmVm::create();
+    if (!kvm) {
+        return std::unexpected("KVM: " + kvm.error());
+    }
+    kvm_ = std::move(*kvm);
+    if (auto r = mem_.add_memfd(0, cfg_.mem_size, "vireo-vmm-ram"); !r) {
+        return std::unexpected(
+            fmt::format("guest RAM ({} bytes): {}", cfg_.mem_size, to_string(r.error())));
+    }
+    if (auto r = kvm_->map_region(0, *mem_.regions()[0]); !r) {
+        return std::unexpected(r.error());
+    }
+    if (auto r = load_elf(file, image, mem_); !r) {
+        return std::unexpected(r.error());
+    }
+    entry_ = image.entry;
+    if (auto r = write_boot_tables(mem_); !r) {
+        return std::unexpected(r.error());
+    }
+
+    // Serial output.
+    int serial_out = STDOUT_FILENO;
+    if (!cfg_.serial.empty()) {
+        serial_fd_.reset(
+            ::open(cfg_.serial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        if (!serial_fd_) {
+            return std::unexpected(
+                fmt::format("--serial: cannot open '{}': {}", cfg_.serial, std::strerror(errno)));
+        }
+        serial_out = serial_fd_.get();
+    }
+
+    // Buses and fixed devices.
+    pio_ = std::make_unique<transport::Bus>();
+    mmio_ = std::make_unique<transport::Bus>();
+    msi_ = std::make_unique<KvmMsiSink>(*kvm_);
+    if (!pio_->insert(boot::kUartPort, kUartPorts, std::make_shared<Uart16550>(serial_out)) ||
+        !pio_->insert(boot::kExitPort, 4, std::make_shared<ExitPort>(*this)) ||
+        !pio_->insert(boot::kVcpuStartPort, 4, std::make_shared<VcpuStartPort>(*this))) {
+        return std::unexpected("internal: fixed ports overlap");
+    }
+    pci_host_ = std::make_unique<transport::PciHost>(*mmio_, pio_.get());
+    if (!pci_host_->attach_cf8() || !pci_host_->attach_ecam(boot::kPciEcamBase)) {
+        return std::unexpected("internal: PCI host windows overlap");
+    }
+
+    for (const DeviceSpec& d : cfg_.devices) {
+        if (auto r = add_device(d); !r) {
+            return std::unexpected(
+                fmt::format("{} ({}): {}", d.where, to_string(d.kind), r.error()));
+        }
+    }
+
+    BootInfoParams bp;
+    bp.mem_size = cfg_.mem_size;
+    bp.num_vcpus = cfg_.vcpus;
+    bp.mmio = mmio_slots_;
+    bp.pci = true;
+    bp.cmdline = cfg_.append;
+    if (auto r = write_boot_info(mem_, bp); !r) {
+        return std::unexpected(r.error());
+    }
+
+    // vCPUs: CPUID for all, the entry state for vCPU 0; the others start through port 0xF8.
+    // Some KVM implementations (nested or emulating ones) refuse KVM_GET_SUPPORTED_CPUID: the
+    // guest then sees KVM's default CPUID, which is enough for the documented entry state.
+    if (auto cpuid = kvm_->supported_cpuid(); cpuid) {
+        cpuid_ = std::move(*cpuid);
+    } else {
+        log::trace("{}; vCPUs keep KVM's default CPUID", cpuid.error());
+    }
+    for (std::uint32_t i = 0; i < cfg_.vcpus; ++i) {
+        auto v = KvmVcpu::create(*kvm_, i);
+        if (!v) {
+            return std::unexpected(fmt::format("vCPU {}: {}", i, v.error()));
+        }
+        if (!cpuid_.empty()) {
+            if (auto r = setup_cpuid((*v)->fd(), cpuid_, i); !r) {
+                return std::unexpected(fmt::format("vCPU {}: {}", i, r.error()));
+            }
+        }
+        vcpus_.push_back(std::move(*v));
+    }
+    // RSP at the top of RAM, 16-byte aligned (mem_size is a multiple of 4 KiB).
+    if (auto r = setup_long_mode(vcpus_[0]->fd(), entry_, cfg_.mem_size, 0); !r) {
+        return std::unexpected("vCPU 0: " + r.error());
+    }
+    ap_start_.resize(cfg_.vcpus);
+    return {};
+}
+
+std::expected<void, std::string> Vm::add_device(const DeviceSpec& d) {
+    std::unique_ptr<dev::VirtioDevice> model;
+    switch (d.kind) {
+        case DeviceKind::kBlk: {
+            auto b = dev::BlkDevice::open(d.blk);
+            if (!b) {
+                return std::unexpected(b.error());
+            }
+            blks_.push_back(b->get());
+            model = std::move(*b);
+            break;
+        }
+        case DeviceKind::kNet: {
+            dev::NetOptions o;
+            o.mac = d.mac;
+            o.queue_pairs = d.queue_pairs;
+            o.queue_size = d.queue_size;
+            if (!d.net_switch.empty()) {
+                // Devices naming the same switch in this process share it (NetSwitch::get).
+                auto port = dev::NetSwitch::get(d.net_switch)->add_port(d.queue_pairs);
+                if (!port) {
+                    return std::unexpected(port.error());
+                }
+                o.backend = std::move(*port);
+            } else {
+                auto tap = dev::NetTap::open(d.tap, d.queue_pairs);
+                if (!tap) {
+                    return std::unexpected(tap.error());
+                }
+                o.backend = std::move(*tap);
+            }
+            auto n = dev::NetDevice::create(std::move(o));
+            if (!n) {
+                return std::unexpected(n.error());
+            }
+            model = std::move(*n);
+            break;
+        }
+        case DeviceKind::kConsole: {
+            dev::ConsoleOptions o;
+            o.queue_size = d.queue_size;
+            UniqueFd in;
+            UniqueFd out;
+            if (!d.console_file.empty()) {
+                in.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+                out.reset(
+                    ::open(d.console_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+                if (!in || !out) {
+                    return std::unexpected(
+                        fmt::format("cannot open '{}': {}", d.console_file, std::strerror(errno)));
+                }
+                o.ports[0].kind = dev::ConsoleBackendKind::kFds;
+                o.ports[0].in_fd = in.get();  // duplicated by the back end
+                o.ports[0].out_fd = out.get();
+            }
+            auto c = dev::ConsoleDevice::create(o);
+            if (!c) {
+                return std::unexpected(c.error());
+            }
+            model = std::move(*c);
+            break;
+        }
+        case DeviceKind::kRng: {
+            dev::RngOptions o;
+            o.max_bytes_per_sec = d.rng_rate;
+            o.queue_size = d.queue_size;
+            auto r = dev::RngDevice::create(o);
+            if (!r) {
+                return std::unexpected(r.error());
+            }
+            model = std::move(*r);
+            break;
+        }
+        case DeviceKind::kEdu: {
+            const int slot = next_pci_slot_++;
+            auto edu = std::make_shared<transport::EduDevice>(mem_, *msi_);
+            lines_.push_back(std::make_unique<KvmIrqLine>(
+                *kvm_, boot::kPciFirstGsi + static_cast<std::uint32_t>(slot) % 4));
+            edu->connect_intx(*lines_.back());
+            if (!pci_host_->add(slot, edu)) {
+                return std::unexpected(fmt::format("PCI slot {} unavailable", slot));
+            }
+            edus_.push_back(std::move(edu));
+            return {};
+        }
+    }
+    if (!d.packed) {
+        model = std::make_unique<FeatureMask>(std::move(model), 1ull << virtq::kFRingPacked);
+    }
+    dev::VirtioDevice& m = *model;
+    models_.push_back(std::move(model));
+
+    if (d.transport == Transport::kMmio) {
+        const auto n = static_cast<std::uint32_t>(mmio_devs_.size());
+        const std::uint64_t base = boot::kMmioBase + n * boot::kMmioStride;
+        const std::uint32_t gsi = boot::kMmioFirstGsi + n;
+        lines_.push_back(std::make_unique<KvmIrqLine>(*kvm_, gsi));
+        auto t = std::make_shared<transport::VirtioMmio>(m, mem_, *lines_.back());
+        if (!mmio_->insert(base, transport::kMmioSize, t)) {
+            return std::unexpected(fmt::format("MMIO slot at {:#x} unavailable", base));
+        }
+        // QueueNotify carries the queue index (§4.2.2): one ioeventfd per queue, by datamatch.
+        for (std::uint16_t q = 0; q < m.num_queues(); ++q) {
+            auto r = kvm_->ioeventfd(base + transport::kMmioQueueNotify, 4, /*pio=*/false, q,
+                                     t->notify_fd(q), true);
+            if (!r && !ioeventfd_warned_) {
+                ioeventfd_warned_ = true;
+                log::warn("{}; notifications take the trapped path", r.error());
+            }
+        }
+        mmio_devs_.push_back(std::move(t));
+        mmio_slots_.push_back({base, boot::kMmioSlotSize, gsi});
+        return {};
+    }
+    const int slot = next_pci_slot_++;
+    auto t = std::make_shared<transport::VirtioPci>(m, mem_, *msi_);
+    lines_.push_back(std::make_unique<KvmIrqLine>(
+        *kvm_, boot::kPciFirstGsi + static_cast<std::uint32_t>(slot) % 4));
+    t->connect_intx(*lines_.back());
+    if (!pci_host_->add(slot, t)) {
+        return std::unexpected(fmt::format("PCI slot {} unavailable", slot));
+    }
+    pci_virtio_.push_back({slot, std::move(t), m.num_queues(), std::nullopt, std::nullopt});
+    return {};
+}
+
+// BARs move only inside configuration writes; after each one the notify ioeventfds follow
+// BAR 0. Until they are registered (or if KVM refuses them) the notify write exits and the
+// transport signals the same eventfd itself.
+void Vm::sync_pci_notify() {
+    const std::lock_guard lock(pci_notify_mu_);
+    const std::uint32_t len = kvm_->has_ioeventfd_any_length() ? 0 : 2;
+    for (PciVirtio& p : pci_virtio_) {
+        const auto bar = pci_host_->mapped_bar(p.slot, transport::VirtioPci::kBar);
+        if (bar == p.notify_base || (bar && bar == p.failed_base)) {
+            continue;
+        }
+        if (p.notify_base) {
+            for (std::uint16_t q = 0; q < p.queues; ++q) {
+                (void)kvm_->ioeventfd(*p.notify_base + transport::VirtioPci::notify_offset(q), len,
+                                      false, std::nullopt, p.dev->notify_fd(q), false);
+            }
+            p.notify_base.reset();
+        }
+        if (!bar) {
+            continue;
+        }
+        std::uint16_t done = 0;
+        for (; done < p.queues; ++done) {
+            auto r = kvm_->ioeventfd(*bar + transport::VirtioPci::notify_offset(done), len, false,
+                                     std::nullopt, p.dev->notify_fd(done), true);
+            if (!r) {
+                log::warn("PCI slot {}: {}; notifications take the trapped path", p.slot,
+                          r.error());
+                break;
+            }
+        }
+        if (done == p.queues) {
+            p.notify_base = bar;
+            continue;
+        }
+        for (std::uint16_t q = 0; q < done; ++q) {
+            (void)kvm_->ioeventfd(*bar + transport::VirtioPci::notify_offset(q), len, false,
+                                  std::nullopt, p.dev->notify_fd(q), false);
+        }
+        p.failed_base = bar;
+    }
+}
+
+void Vm::guest_exit(std::uint32_t value) {
+    stop(static_cast<int>(value & 0xff), "", /*guest_exit=*/true);
+}
+
+void Vm::start_vcpu(std::uint32_t index) {
+    boot::BootInfo bi{};
+    if (!mem_.read_obj(boot::kBootInfoAddr, bi)) {
+        return;
+    }
+    const std::lock_guard lock(mu_);
+    if (index == 0 || index >= ap_start_.size() || ap_start_[index].requested) {
+        transport::warn("vmm: vCPU start: index {} ignored (0, out of range or started)", index);
+        return;
+    }
+    ap_start_[index] = {true, bi.ap_entry.get(), bi.ap_stack.get()};
+    cv_.notify_all();
+}
+
+void Vm::stop(int code, std::string message, bool guest_exit) {
+    const std::lock_guard lock(mu_);
+    if (stopping_.exchange(true)) {
+        return;  // the first reason wins
+    }
+    outcome_ = {code, guest_exit, std::move(message)};
+    for (auto& v : vcpus_) {
+        // Seen by KVM at the next KVM_RUN entry; the signal interrupts one already running.
+        std::atomic_ref<std::uint8_t>(v->run()->immediate_exit).store(1, std::memory_order_release);
+    }
+    for (auto& t : threads_) {
+        ::pthread_kill(t.native_handle(), kKickSignal);
+    }
+    cv_.notify_all();
+}
+
+void Vm::vcpu_thread(KvmVcpu& vcpu) {
+    if (vcpu.index() != 0) {
+        ApStart s;
+        {
+            std::unique_lock lock(mu_);
+            cv_.wait(lock, [&] { return stopping_.load() || ap_start_[vcpu.index()].requested; });
+            if (stopping_) {
+                return;
+            }
+            s = ap_start_[vcpu.index()];
+        }
+        auto r = setup_long_mode(vcpu.fd(), s.entry, s.stack, vcpu.index());
+        // The in-kernel LAPIC parks APs until INIT/SIPI; this protocol starts them directly.
+        kvm_mp_state mp{KVM_MP_STATE_RUNNABLE};
+        if (!r || ::ioctl(vcpu.fd(), KVM_SET_MP_STATE, &mp) < 0) {
+            stop(kExitVmFailure, fmt::format("vCPU {}: start failed: {}", vcpu.index(),
+                                             r ? std::strerror(errno) : r.error()));
+            return;
+        }
+    }
+    while (!stopping_.load(std::memory_order_acquire)) {
+        if (::ioctl(vcpu.fd(), KVM_RUN, 0) < 0) {
+            if (errno == EINTR || errno == EAGAIN) {
+                continue;
+            }
+            stop(kExitVmFailure,
+                 fmt::format("vCPU {}: KVM_RUN failed: {}", vcpu.index(), std::strerror(errno)));
+            return;
+        }
+        if (!handle_exit(vcpu)) {
+            return;
+        }
+    }
+}
+
+bool Vm::handle_exit(KvmVcpu& vcpu) {
+    kvm_run* run = vcpu.run();
+    const bool timed = vcpu.index() == 0;
+    switch (run->exit_reason) {
+        case KVM_EXIT_IO: {
+            const auto& io = run->io;
+            const std::uint64_t bytes = std::uint64_t{io.size} * io.count;
+            if (io.size == 0 || io.data_offset > kvm_->run_size() ||
+                bytes > kvm_->run_size() - io.data_offset) {
+                stop(kExitVmFailure, "KVM_EXIT_IO with a data area outside kvm_run");
+                return false;
+            }
+            auto* data = reinterpret_cast<std::uint8_t*>(run) + io.data_offset;
+            for (std::uint32_t i = 0; i < io.count; ++i) {  // rep ins/outs: count > 1
+                std::span<std::uint8_t> d(data + i * io.size, io.size);
+                if (io.direction == KVM_EXIT_IO_OUT) {
+                    pio_->write(io.port, d);
+                } else {
+                    pio_->read(io.port, d);
+                }
+            }
+            if (io.direction == KVM_EXIT_IO_OUT && io.port >= transport::kPciConfigAddressPort &&
+                io.port < transport::kPciConfigAddressPort + transport::kPciConfigPortsLen) {
+                sync_pci_notify();
+            }
+            if (timed) {
+                timing_.last = std::chrono::steady_clock::now();
+                if (timing_.pio_exits++ == 0) {
+                    timing_.first = timing_.last;
+                }
+            }
+            return true;
+        }
+        case KVM_EXIT_MMIO: {
+            auto& m = run->mmio;
+            const std::span<std::uint8_t> d(m.data, std::min<std::size_t>(m.len, sizeof(m.data)));
+            if (m.is_write) {
+                mmio_->write(m.phys_addr, d);
+                if (m.phys_addr - boot::kPciEcamBase < boot::kPciEcamSize) {
+                    sync_pci_notify();
+                }
+            } else {
+                mmio_->read(m.phys_addr, d);
+            }
+            if (timed) {
+                ++timing_.mmio_exits;
+            }
+            return true;
+        }
+        case KVM_EXIT_INTR:
+            return true;
+        case KVM_EXIT_SHUTDOWN:
+            stop(kExitVmFailure,
+                 fmt::format("guest triple fault (KVM_EXIT_SHUTDOWN) on vCPU {}: {}", vcpu.index(),
+                             describe_regs(vcpu.fd())));
+            return false;
+        case KVM_EXIT_HLT:
+            stop(kExitVmFailure, fmt::format("vCPU {} halted (KVM_EXIT_HLT): {}", vcpu.index(),
+                                             describe_regs(vcpu.fd())));
+            return false;
+        case KVM_EXIT_FAIL_ENTRY:
+            stop(kExitVmFailure,
+                 fmt::format("vCPU {}: VM entry failed, hardware reason {:#x}", vcpu.index(),
+                             run->fail_entry.hardware_entry_failure_reason));
+            return false;
+        case KVM_EXIT_INTERNAL_ERROR:
+            stop(kExitVmFailure, fmt::format("vCPU {}: KVM internal error, suberror {} ({}): {}",
+                                             vcpu.index(), run->internal.suberror,
+                                             run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+                                                 ? "instruction emulation failed"
+                                                 : "see linux/kvm.h",
+                                             describe_regs(vcpu.fd())));
+            return false;
+        case KVM_EXIT_SYSTEM_EVENT:
+            stop(kExitVmFailure, fmt::format("vCPU {}: system event {} (reset/shutdown request)",
+                                             vcpu.index(), run->system_event.type));
+            return false;
+        default:
+            stop(kExitVmFailure,
+                 fmt::format("vCPU {}: unhandled KVM exit reason {}: {}", vcpu.index(),
+                             run->exit_reason, describe_regs(vcpu.fd())));
+            return false;
+    }
+}
+
+VmOutcome Vm::run(bool handle_signals) {
+    install(kKickSignal, on_kick);
+    if (handle_signals) {
+        install(SIGINT, on_interrupt);
+        install(SIGTERM, on_interrupt);
+    }
+    const auto start = std::chrono::steady_clock::now();
+    {
+        // Held while threads are created, so stop() sees all of them (or none yet).
+        const std::lock_guard lock(mu_);
+        for (auto& v : vcpus_) {
+            threads_.emplace_back([this, &v] { vcpu_thread(*v); });
+        }
+    }
+    const auto deadline = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                      std::chrono::duration<double>(cfg_.timeout));
+    while (!stopping_.load()) {
+        {
+            std::unique_lock lock(mu_);
+            cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return stopping_.load(); });
+        }
+        if (g_interrupted) {
+            stop(kExitSignal, "interrupted by a signal (SIGINT/SIGTERM)");
+        } else if (cfg_.timeout > 0 && std::chrono::steady_clock::now() >= deadline) {
+            stop(kExitTimeout,
+                 fmt::format("timeout: guest still running after {} s (--timeout)", cfg_.timeout));
+        }
+    }
+    for (auto& t : threads_) {
+        t.join();
+    }
+    shutdown();
+    const std::lock_guard lock(mu_);
+    return outcome_;
+}
+
+void Vm::shutdown() {
+    // vCPUs are joined: no bus access is in flight. Drop the buses' and the host's references so
+    // the transports die here; their destructors stop the queue workers (handlers drained).
+    {
+        const std::lock_guard lock(mu_);
+        threads_.clear();  // all joined (or never started)
+    }
+    pci_host_.reset();
+    pio_.reset();
+    mmio_.reset();
+    pci_virtio_.clear();
+    mmio_devs_.clear();
+    edus_.clear();
+    for (dev::BlkDevice* b : blks_) {
+        if (!b->flush_all()) {
+            log::error("flushing {} failed", b->options().path);
+        }
+    }
+    blks_.clear();
+    models_.clear();
+}
+
+std::vector<std::uint8_t> pio_loop_guest(std::uint32_t count) {
+    // Hand-assembled (64-bit mode):
+    //   mov $kBenchPort, %dx ; mov $count, %ecx ; 1: out %al, (%dx) ; loop 1b
+    //   mov $kExitPort, %dx ; xor %eax, %eax ; out %eax, (%dx) ; 2: hlt ; jmp 2b
+    std::vector<std::uint8_t> c = {0x66, 0xba, kBenchPort & 0xff, kBenchPort >> 8, 0xb9};
+    for (int i = 0; i < 4; ++i) {
+        c.push_back(static_cast<std::uint8_t>(count >> (8 * i)));
+    }
+    if (count == 0) {
+        c.insert(c.end(), {0xeb, 0x03});  // jmp over the loop: `loop` with ecx = 0 wraps
+    }
+    c.insert(c.end(), {0xee, 0xe2, 0xfd});
+    c.insert(c.end(), {0x66, 0xba, boot::kExitPort & 0xff, boot::kExitPort >> 8, 0x31, 0xc0, 0xef,
+                       0xf4, 0xeb, 0xfd});
+    return c;
+}
+
+ElfImage raw_image(std::size_t code_size) {
+    ElfImage img;
+    img.entry = boot::kKernelMinAddr;
+    img.segments.push_back({boot::kKernelMinAddr, 0, code_size, code_size, true});
+    return img;
+}
+
+}  // namespace vireo::vmm
