@@ -582,6 +582,8 @@ void Backend::start_ring(Vring& vr) {
             !area.empty() && inflight_.queue_size() >= vr.num) {
             vr.inflight = std::make_unique<SplitInflight>(area, static_cast<std::uint16_t>(vr.num));
             resubmit = vr.inflight->recover(st.next_used);
+            log::trace("[{}] queue {}: inflight tracking on, {} to resubmit", name_, vr.index,
+                       resubmit.size());
             if (!resubmit.empty()) {
                 // Everything popped so far is either used or inflight (vhost-user.rst,
                 // "Inflight I/O tracking": resubmit, then continue after them).
