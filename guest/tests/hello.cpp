@@ -11,6 +11,15 @@ int guest_main() {
         print("hello: bad BootInfo magic %x version %u\n", b.magic.get(), b.version.get());
         return 1;
     }
+    if (opt_flag("debug", false)) {
+        for (std::uint64_t reg :
+             {0x20ull, 0x30ull, 0xF0ull, 0x320ull, 0x380ull, 0x390ull, 0x3E0ull}) {
+            print("hello: lapic[%lx] = %x\n", reg, mmio_read32(vireo::boot::kLapicBase + reg));
+        }
+        std::uint64_t flags;
+        asm volatile("pushfq; pop %0" : "=r"(flags));
+        print("hello: rflags %lx\n", flags);
+    }
     // The clock must advance: proves the LAPIC timer and the interrupt path work.
     const std::uint64_t start = platform::now_ms();
     if (!wait_until([&] { return platform::now_ms() >= start + 20; }, 1000, true)) {

@@ -132,6 +132,9 @@ void set_gate(int vector, std::uint64_t target) {
 
 void timer_tick(void*) {
     ticks_ms = ticks_ms + kTimerPeriodMs;
+    // Re-armed by hand: vireo-vmm's LAPIC drops the periodic mode bit (LVT timer reads back
+    // one-shot), so the timer is used as a one-shot that restarts itself.
+    lapic_write(kLapicTimerInitial, kTimerInitialCount);
 }
 
 void init_interrupts() {
