@@ -397,6 +397,8 @@ void Vm::sync_pci_notify() {
         }
         if (done == p.queues) {
             p.notify_base = bar;
+            log::trace("PCI slot {}: {} notify ioeventfds at BAR 0 = {:#x}", p.slot, p.queues,
+                       *bar);
             continue;
         }
         for (std::uint16_t q = 0; q < done; ++q) {

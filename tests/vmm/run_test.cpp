@@ -233,3 +233,21 @@ TEST(VmmRun, BenchExitsMode) {
 
 }  // namespace
 }  // namespace vireo::vmm
+
+namespace vireo::vmm {
+namespace {
+
+TEST(VmmRun, PciEnumerationEduAndNotifyIoeventfdsFollowBar0) {
+    REQUIRE_KVM();
+    auto r = run_vmm({"--kernel", guest("pci"), "--mem", "8M", "--timeout", "20", "--verbose",
+                      "--device", "edu", "--device", "rng,transport=pci"});
+    EXPECT_EQ(r.status, 42) << r.err;
+    // The guest placed the virtio function's BAR 0: its notify ioeventfd moved there.
+    EXPECT_NE(r.err.find("PCI slot 2: 1 notify ioeventfds at BAR 0 = 0xc0100000"),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(r.err.find("trapped path"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace vireo::vmm
