@@ -78,6 +78,9 @@ class EduDevice {
                 d->write(edu::kIrqAck, cause);
                 d->causes_ = d->causes_ | cause;
                 d->count_ = d->count_ + 1;
+                if (cause == 0) {
+                    d->spurious_ = d->spurious_ + 1;  // shared or re-delivered level interrupt
+                }
             },
             this);
         if (vector < 0) {
@@ -136,6 +139,7 @@ class EduDevice {
     }
 
     std::uint32_t interrupts() const { return count_; }
+    std::uint32_t spurious_interrupts() const { return spurious_; }
     const PciFunction& function() const { return fn_; }
 
   private:
@@ -170,6 +174,7 @@ class EduDevice {
     Irq mode_ = Irq::kNone;
     volatile std::uint32_t causes_ = 0;
     volatile std::uint32_t count_ = 0;
+    volatile std::uint32_t spurious_ = 0;
 };
 
 }  // namespace vireo::guest

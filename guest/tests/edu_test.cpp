@@ -74,8 +74,8 @@ int guest_main() {
         print("edu: DMA round trip corrupted the data\n");
         return 9;
     }
-    print("edu: id %x, 10! ok, increment ok, DMA %u bytes ok, interrupts %u\n", id, kDmaBytes,
-          dev.interrupts());
+    print("edu: id %x, 10! ok, increment ok, DMA %u bytes ok, interrupts %u (%u without a cause)\n",
+          id, kDmaBytes, dev.interrupts(), dev.spurious_interrupts());
     if (mode != EduDevice::Irq::kNone && dev.interrupts() < 4) {
         return 10;
     }
