@@ -143,8 +143,9 @@ for be in $backends; do
 done
 
 echo
-printf 'fio in a %s guest (1 vCPU, O_DIRECT, %s, %ss per job), image %s MiB, back ends %s;\n' \
-    "$guest" "$guest_engine" "$runtime" "$size_mib" "$cache"
+printf 'fio in a %s guest (1 vCPU, O_DIRECT, %s, %ss per job) on a %s MiB image, which both\n' \
+    "$guest" "$guest_engine" "$runtime" "$size_mib"
+printf 'back ends open %s;\n' "$([[ $cache == direct ]] && echo "with O_DIRECT" || echo "through the page cache")"
 printf 'back-end CPU = utime+stime of the back-end process per completed I/O\n' 
 header=$(printf '%-20s' job)
 for be in $backends; do header+=$(printf ' | %22s | %12s' "$be IOPS" "$be CPU/IO"); done
