@@ -19,6 +19,9 @@ int guest_main() {
         std::uint64_t flags;
         asm volatile("pushfq; pop %0" : "=r"(flags));
         print("hello: rflags %lx\n", flags);
+        std::uint32_t a = 1, b, c = 0, d;
+        asm volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+        print("hello: cpuid.1 ebx %x ecx %x edx %x\n", b, c, d);
     }
     // The clock must advance: proves the LAPIC timer and the interrupt path work.
     const std::uint64_t start = platform::now_ms();

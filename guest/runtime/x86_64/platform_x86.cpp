@@ -132,8 +132,9 @@ void set_gate(int vector, std::uint64_t target) {
 
 void timer_tick(void*) {
     ticks_ms = ticks_ms + kTimerPeriodMs;
-    // Re-armed by hand: vireo-vmm's LAPIC drops the periodic mode bit (LVT timer reads back
-    // one-shot), so the timer is used as a one-shot that restarts itself.
+    // Re-armed by hand: KVM accepts the periodic mode bit only once the vCPU has a CPUID
+    // leaf 1, which a VMM on a host refusing KVM_GET_SUPPORTED_CPUID may not set; one-shot
+    // works everywhere.
     lapic_write(kLapicTimerInitial, kTimerInitialCount);
 }
 
