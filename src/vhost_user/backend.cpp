@@ -558,6 +558,7 @@ void Backend::start_ring(Vring& vr) {
     st.features = virtq::QueueFeatures::from_bits(acked_features_);
     st.next_avail = static_cast<std::uint16_t>(vr.base & 0xffff);
     std::vector<std::uint16_t> resubmit;
+    std::vector<std::vector<virtq::PackedDesc>> resubmit_packed;
     if (packed) {
         // QEMU sends avail (slot | wrap << 15) in bits 0..15 and used likewise in 16..31; a
         // fresh ring is 0x80008000 (§2.8.1: wrap counters start at 1). Linux UML sends a plain
@@ -570,6 +571,24 @@ void Backend::start_ring(Vring& vr) {
             const auto hi = static_cast<std::uint16_t>(vr.base >> 16);
             st.next_used = hi != 0 ? hi : st.next_avail;
         }
+        if (auto area = inflight_.queue(vr.index);
+            !area.empty() && inflight_.queue_size() >= vr.num) {
+            auto t = std::make_unique<PackedInflight>(area, static_cast<std::uint16_t>(vr.num),
+                                                      memory_, *desc);
+            auto rec = t->recover(st.next_avail, st.next_used);
+            log::trace("[{}] queue {}: inflight tracking on, {} to resubmit", name_, vr.index,
+                       rec.chains.size());
+            if (!rec.chains.empty()) {
+                // The area knows better than the front end where the ring is (QEMU 7.2 cannot
+                // restore a packed ring's position after a back-end crash).
+                st.next_avail = rec.next_avail;
+                st.next_used = rec.next_used;
+                log::info("[{}] queue {}: resubmitting {} inflight requests", name_, vr.index,
+                          rec.chains.size());
+                resubmit_packed = std::move(rec.chains);
+            }
+            vr.inflight = std::move(t);
+        }
     } else {
         // The used index in guest memory is authoritative (it survives a back-end restart).
         virtq::SplitUsedHeader uh{};
@@ -580,8 +599,9 @@ void Backend::start_ring(Vring& vr) {
         st.next_used = uh.idx.get();
         if (auto area = inflight_.queue(vr.index);
             !area.empty() && inflight_.queue_size() >= vr.num) {
-            vr.inflight = std::make_unique<SplitInflight>(area, static_cast<std::uint16_t>(vr.num));
-            resubmit = vr.inflight->recover(st.next_used);
+            auto t = std::make_unique<SplitInflight>(area, static_cast<std::uint16_t>(vr.num));
+            resubmit = t->recover(st.next_used);
+            vr.inflight = std::move(t);
             log::trace("[{}] queue {}: inflight tracking on, {} to resubmit", name_, vr.index,
                        resubmit.size());
             if (!resubmit.empty()) {
@@ -600,6 +620,9 @@ void Backend::start_ring(Vring& vr) {
     }
     if (!resubmit.empty()) {
         vr.vq.set_resubmit(std::move(resubmit));
+    }
+    if (!resubmit_packed.empty()) {
+        vr.vq.set_resubmit(std::move(resubmit_packed));
     }
     vr.stop.reset(::eventfd(0, EFD_CLOEXEC));
     if (!vr.stop) {

@@ -68,7 +68,7 @@ struct Vring {
 
     virtq::Virtqueue vq;
     CallInterrupt irq;
-    std::unique_ptr<SplitInflight> inflight;
+    std::unique_ptr<dev::InflightTracker> inflight;  // SplitInflight or PackedInflight
     std::unique_ptr<dev::QueueHandler> handler;
     UniqueFd stop;  // eventfd that tells the worker to drain and exit
     std::thread worker;

@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "devices/device.hpp"
+#include "memory/guest_memory.hpp"
 #include "memory/unique_fd.hpp"
+#include "virtq/ring_layout.hpp"
 
 namespace vireo::vhost_user {
 
@@ -137,6 +139,51 @@ class SplitInflight final : public dev::InflightTracker {
     std::uint16_t size_;
     std::uint64_t counter_ = 1;
     std::vector<std::uint16_t> batch_;  // heads pushed since the last publish
+};
+
+// Tracks one packed ring in its area (the spec's free-list scheme: each popped descriptor is
+// copied into a free entry, since the driver may reuse ring slots before the chain completes).
+// Only the queue's worker thread calls it.
+class PackedInflight final : public dev::InflightTracker {
+  public:
+    // `area` must hold inflight_queue_bytes(ring_size) bytes; `desc_gpa` is the descriptor
+    // ring, read on each pop to copy the chain's descriptors.
+    PackedInflight(std::span<std::uint8_t> area, std::uint16_t ring_size, const GuestMemory& mem,
+                   std::uint64_t desc_gpa);
+
+    struct Recovery {
+        std::vector<std::vector<virtq::PackedDesc>> chains;  // oldest (lowest counter) first
+        std::uint16_t next_avail;                            // slot | wrap << 15
+        std::uint16_t next_used;                             // slot | wrap << 15
+    };
+    // Reconnect recovery ("When reconnecting" for packed rings). `next_avail`/`next_used` are
+    // the positions the front end gave; an uninitialised or mismatched area is (re)initialised
+    // at them and yields nothing to resubmit. Otherwise the positions come from the area: used
+    // where the last completed batch left it, avail after every chain still inflight.
+    Recovery recover(std::uint16_t next_avail, std::uint16_t next_used);
+
+    void on_pop(virtq::UsedToken token) override;
+    void on_push(virtq::UsedToken token) override;
+    void on_publish() override;
+
+  private:
+    static constexpr std::uint16_t kNone = 0xffff;
+
+    void advance(std::uint16_t& slot, bool& wrap, std::uint32_t n) const;
+
+    QueueRegionPacked* hdr_;
+    DescStatePacked* desc_;
+    std::uint16_t size_;
+    const GuestMemory* mem_;
+    std::uint64_t desc_gpa_;
+    std::uint64_t counter_ = 1;
+    std::uint16_t avail_slot_ = 0;  // where the next popped chain's descriptors are
+    bool avail_wrap_ = true;
+    std::vector<std::uint16_t> id_entry_;  // buffer id -> head entry of its chain
+    std::vector<std::uint16_t> batch_;     // head entries pushed since the last publish
+    std::uint32_t batch_slots_ = 0;        // ring slots those used elements cover
+    std::vector<std::uint16_t> pending_;   // head entries being resubmitted, in pop order
+    std::size_t pending_next_ = 0;
 };
 
 }  // namespace vireo::vhost_user

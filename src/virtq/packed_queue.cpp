@@ -141,6 +141,38 @@ std::expected<std::uint16_t, QueueError> PackedQueue::walk(const GuestMemory& me
     }
 }
 
+std::expected<void, QueueError> PackedQueue::chain_from(const GuestMemory& mem,
+                                                        std::span<const PackedDesc> descs,
+                                                        DescriptorChain& out) const {
+    out.reset(UsedToken{});
+    if (descs.empty() || descs.size() > size_) {
+        return std::unexpected(descs.empty() ? QueueError::kNotReady : QueueError::kChainTooLong);
+    }
+    detail::ChainBuilder chain(out);
+    for (std::size_t n = 0; n < descs.size(); ++n) {
+        const PackedDesc& d = descs[n];
+        const std::uint16_t flags = d.flags.get();
+        if (flags & kDescFIndirect) {
+            if (!features_.indirect) {
+                return std::unexpected(QueueError::kIndirectNotNegotiated);
+            }
+            if (descs.size() != 1 || (flags & kDescFNext)) {  // §2.8.19, as in walk()
+                return std::unexpected(QueueError::kIndirectWithNext);
+            }
+            if (auto ok = walk_indirect(mem, d, chain); !ok) {
+                return ok;
+            }
+            break;
+        }
+        if (auto ok = chain.add(mem, d.addr.get(), d.len.get(), (flags & kDescFWrite) != 0); !ok) {
+            return ok;
+        }
+    }
+    out.set_id(descs.back().id.get());
+    out.set_descs(static_cast<std::uint16_t>(descs.size()));
+    return {};
+}
+
 std::expected<void, QueueError> PackedQueue::walk_indirect(const GuestMemory& mem,
                                                            const PackedDesc& d,
                                                            detail::ChainBuilder& chain) const {

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <expected>
+#include <span>
 
 #include "memory/guest_memory.hpp"
 #include "virtq/chain.hpp"
@@ -39,6 +40,14 @@ class PackedQueue {
 
     QueueState save() const;
     std::expected<void, QueueError> restore(const GuestMemory& mem, const QueueState& state);
+
+    // Builds a chain from descriptors saved elsewhere, with the rules pop() applies to ring
+    // slots (vhost-user inflight recovery: the slots a chain was popped from may have been
+    // reused since, so the back end kept copies). `descs` holds the chain's descriptors in ring
+    // order; the token's id comes from the last one, its slot count is descs.size().
+    std::expected<void, QueueError> chain_from(const GuestMemory& mem,
+                                               std::span<const PackedDesc> descs,
+                                               DescriptorChain& out) const;
 
     // Avail position with the wrap counter in bit 15 (vhost-user GET_VRING_BASE encoding).
     std::uint16_t next_avail() const;

@@ -29,12 +29,18 @@ class Virtqueue {
     void reset() {
         ring_.emplace<std::monostate>();
         resubmit_.clear();
+        resubmit_packed_.clear();
     }
     // Split rings: heads of chains to hand out again, in this order, before any new chain
     // (vhost-user inflight I/O recovery after a back-end restart). Set after activate/restore.
     void set_resubmit(std::vector<std::uint16_t> heads) {
         resubmit_ = std::move(heads);
         std::reverse(resubmit_.begin(), resubmit_.end());  // popped from the back
+    }
+    // Packed rings: the same, with each chain given by saved copies of its descriptors.
+    void set_resubmit(std::vector<std::vector<PackedDesc>> chains) {
+        resubmit_packed_ = std::move(chains);
+        std::reverse(resubmit_packed_.begin(), resubmit_packed_.end());
     }
     bool ready() const { return !std::holds_alternative<std::monostate>(ring_) && !broken(); }
     bool broken() const {
@@ -50,6 +56,9 @@ class Virtqueue {
             return s->pop(mem, out);
         }
         if (auto* p = std::get_if<PackedQueue>(&ring_)) {
+            if (!resubmit_packed_.empty()) [[unlikely]] {
+                return pop_resubmitted(*p, mem, out);
+            }
             return p->pop(mem, out);
         }
         return std::unexpected(QueueError::kNotReady);
@@ -97,6 +106,16 @@ class Virtqueue {
         return true;
     }
 
+    std::expected<bool, QueueError> pop_resubmitted(PackedQueue& p, const GuestMemory& mem,
+                                                    DescriptorChain& out) {
+        const std::vector<PackedDesc> descs = std::move(resubmit_packed_.back());
+        resubmit_packed_.pop_back();
+        if (auto ok = p.chain_from(mem, descs, out); !ok) {
+            return std::unexpected(ok.error());
+        }
+        return true;
+    }
+
     // Calls f on the active ring; returns `none` when no ring is active.
     template <typename F, typename R>
     R visit(F&& f, R none) const {
@@ -124,6 +143,7 @@ class Virtqueue {
 
     std::variant<std::monostate, SplitQueue, PackedQueue> ring_;
     std::vector<std::uint16_t> resubmit_;  // reversed: the next head is at the back
+    std::vector<std::vector<PackedDesc>> resubmit_packed_;  // reversed likewise
 };
 
 }  // namespace vireo::virtq

@@ -36,7 +36,7 @@ inline constexpr std::uint64_t kEchoFeatures =
 
 class EchoQueue final : public dev::QueueHandler {
   public:
-    explicit EchoQueue(dev::QueueHandle q) : q_(q) {}
+    EchoQueue(dev::QueueHandle q, const std::atomic<bool>* hold) : q_(q), hold_(hold) {}
     void on_kick() override {
         virtq::DescriptorChain chain;
         for (;;) {
@@ -46,6 +46,9 @@ class EchoQueue final : public dev::QueueHandler {
             }
             std::vector<std::uint8_t> data(chain.readable_bytes());
             virtq::ChainReader(chain.readable()).read(data);
+            if (hold_ != nullptr && hold_->load() && !data.empty() && data[0] == '!') {
+                continue;  // "crash" with this request in flight: never completed
+            }
             for (auto& b : data) {
                 b = static_cast<std::uint8_t>(std::toupper(b));
             }
@@ -59,6 +62,7 @@ class EchoQueue final : public dev::QueueHandler {
 
   private:
     dev::QueueHandle q_;
+    const std::atomic<bool>* hold_;
 };
 
 class EchoDevice final : public dev::VirtioDevice {
@@ -79,11 +83,14 @@ class EchoDevice final : public dev::VirtioDevice {
     void set_features(std::uint64_t negotiated) override { features = negotiated; }
     std::unique_ptr<dev::QueueHandler> start_queue(std::uint16_t, dev::QueueHandle q) override {
         ++started;
-        return std::make_unique<EchoQueue>(q);
+        return std::make_unique<EchoQueue>(q, &hold);
     }
     void reset() override { ++resets; }
 
     std::uint64_t features = 0;
+    // While set, chains whose data starts with '!' are popped and never completed, not even
+    // by drain(): what a back end that crashes mid-request leaves behind.
+    std::atomic<bool> hold{false};
     std::atomic<int> started{0};
     std::atomic<int> resets{0};
 
@@ -110,11 +117,8 @@ struct Reply {
 
 class FrontEnd {
   public:
-    explicit FrontEnd(dev::VirtioDevice& dev) {
-        int sv[2];
-        EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        sock_.reset(sv[0]);
-        conn_ = std::make_unique<Connection>(UniqueFd(sv[1]), dev, "test");
+    explicit FrontEnd(dev::VirtioDevice& dev) : dev_(dev) {
+        connect();
         mem_fd_.reset(::memfd_create("fe-guest", MFD_CLOEXEC));
         EXPECT_EQ(::ftruncate(mem_fd_.get(), kGuestSize), 0);
         void* p = ::mmap(nullptr, kGuestSize, PROT_READ | PROT_WRITE, MAP_SHARED, mem_fd_.get(), 0);
@@ -122,6 +126,12 @@ class FrontEnd {
         host_ = static_cast<std::uint8_t*>(p);
     }
     ~FrontEnd() { ::munmap(host_, kGuestSize); }
+
+    // A new session with the same device and the same guest memory (QEMU reconnect=1).
+    void reconnect() {
+        disconnect();
+        connect();
+    }
 
     Connection& conn() { return *conn_; }
     bool alive() const { return alive_; }
@@ -213,6 +223,13 @@ class FrontEnd {
     }
 
   private:
+    void connect() {
+        int sv[2];
+        EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        sock_.reset(sv[0]);
+        conn_ = std::make_unique<Connection>(UniqueFd(sv[1]), dev_, "test");
+        alive_ = true;
+    }
     std::uint64_t ack_of(bool sent) {
         if (!sent) {
             return ~0ull;
@@ -221,6 +238,7 @@ class FrontEnd {
         return rep ? rep->u64() : ~0ull;
     }
 
+    dev::VirtioDevice& dev_;
     UniqueFd sock_;
     std::unique_ptr<Connection> conn_;
     UniqueFd mem_fd_;
@@ -324,6 +342,118 @@ class SplitRing {
     std::uint16_t size_;
     std::uint64_t desc_, avail_, used_, buffers_;
     std::uint16_t avail_idx_ = 0;
+    UniqueFd kick_, call_;
+};
+
+// Driver side of one packed ring (§2.8) inside the front end's guest memory.
+class PackedRing {
+  public:
+    PackedRing(FrontEnd& fe, std::uint16_t index, std::uint64_t base_gpa, std::uint16_t size)
+        : fe_(fe),
+          index_(index),
+          size_(size),
+          desc_(base_gpa),
+          driver_evt_(desc_ + virtq::packed_desc_bytes(size)),
+          device_evt_(driver_evt_ + 4),
+          buffers_(device_evt_ + 64) {
+        std::memset(fe.at(desc_), 0, buffers_ - desc_);
+        kick_.reset(::eventfd(0, EFD_CLOEXEC));
+        call_.reset(::eventfd(0, EFD_CLOEXEC));
+    }
+
+    // QEMU's encoding: avail (slot | wrap << 15) in bits 0..15, used likewise in 16..31.
+    void setup(std::uint32_t base = 0x80008000u) {
+        ASSERT_TRUE(fe_.send(Request::kSetVringNum, VringState{index_, size_}));
+        ASSERT_TRUE(fe_.send(Request::kSetVringBase, VringState{index_, base}));
+        const VringAddr a{index_, 0, fe_.uva(desc_), fe_.uva(device_evt_), fe_.uva(driver_evt_), 0};
+        ASSERT_TRUE(fe_.send(Request::kSetVringAddr, a));
+        int fd = call_.get();
+        ASSERT_TRUE(fe_.send(Request::kSetVringCall, std::uint64_t{index_}, std::span(&fd, 1)));
+        fd = kick_.get();
+        ASSERT_TRUE(fe_.send(Request::kSetVringKick, std::uint64_t{index_}, std::span(&fd, 1)));
+        ASSERT_TRUE(fe_.send(Request::kSetVringEnable, VringState{index_, 1}));
+    }
+
+    // Makes a two-descriptor chain (readable `in`, writable `out_len`) with buffer `id`
+    // available; the head's flags are written last (§2.8.21).
+    void add(std::uint16_t id, std::string_view in, std::uint32_t out_len) {
+        const std::uint64_t rd = buffer(id, 0);
+        const std::uint64_t wr = buffer(id, 1);
+        std::memcpy(fe_.at(rd), in.data(), in.size());
+        const std::uint16_t head = next_;
+        const bool head_wrap = wrap_;
+        step();
+        write(next_, wr, out_len, id, virtq::kDescFWrite | avail_flags(wrap_));
+        step();
+        write(head, rd, static_cast<std::uint32_t>(in.size()), id,
+              virtq::kDescFNext | avail_flags(head_wrap), /*release=*/true);
+    }
+    void kick() { ::eventfd_write(kick_.get(), 1); }
+    bool wait_call() {
+        pollfd p{call_.get(), POLLIN, 0};
+        if (::poll(&p, 1, 10000) != 1) {
+            return false;
+        }
+        eventfd_t v;
+        ::eventfd_read(call_.get(), &v);
+        return true;
+    }
+    // The next used element, if the device wrote it: (id, len); advances past its 2 slots.
+    std::optional<std::pair<std::uint16_t, std::uint32_t>> take_used() {
+        auto* d = reinterpret_cast<virtq::PackedDesc*>(fe_.at(desc_ + 16ull * used_));
+        const std::uint16_t f = __atomic_load_n(&d->flags.raw, __ATOMIC_ACQUIRE);
+        const bool avail = (f & virtq::kPackedDescFAvail) != 0;
+        const bool used = (f & virtq::kPackedDescFUsed) != 0;
+        if (avail != used_wrap_ || used != used_wrap_) {
+            return std::nullopt;
+        }
+        std::pair<std::uint16_t, std::uint32_t> r{d->id.get(), d->len.get()};
+        for (int i = 0; i < 2; ++i) {
+            if (++used_ == size_) {
+                used_ = 0;
+                used_wrap_ = !used_wrap_;
+            }
+        }
+        return r;
+    }
+    std::string written(std::uint16_t id, std::uint32_t len) {
+        return std::string(reinterpret_cast<const char*>(fe_.at(buffer(id, 1))), len);
+    }
+    std::uint64_t buffer(std::uint16_t id, int part) const {
+        return buffers_ + (2ull * id + static_cast<std::uint64_t>(part)) * 256;
+    }
+
+  private:
+    static std::uint16_t avail_flags(bool wrap) {
+        return wrap ? virtq::kPackedDescFAvail : virtq::kPackedDescFUsed;
+    }
+    void step() {
+        if (++next_ == size_) {
+            next_ = 0;
+            wrap_ = !wrap_;
+        }
+    }
+    void write(std::uint16_t slot, std::uint64_t addr, std::uint32_t len, std::uint16_t id,
+               std::uint16_t flags, bool release = false) {
+        auto* d = reinterpret_cast<virtq::PackedDesc*>(fe_.at(desc_ + 16ull * slot));
+        d->addr.set(addr);
+        d->len.set(len);
+        d->id.set(id);
+        if (release) {
+            __atomic_store_n(&d->flags.raw, le16::of(flags).raw, __ATOMIC_RELEASE);
+        } else {
+            d->flags.set(flags);
+        }
+    }
+
+    FrontEnd& fe_;
+    std::uint16_t index_;
+    std::uint16_t size_;
+    std::uint64_t desc_, driver_evt_, device_evt_, buffers_;
+    std::uint16_t next_ = 0;
+    bool wrap_ = true;  // §2.8.1: the driver's wrap counters start at 1
+    std::uint16_t used_ = 0;
+    bool used_wrap_ = true;
     UniqueFd kick_, call_;
 };
 
