@@ -81,6 +81,36 @@ class BlkDevice {
 
     std::uint8_t last_status() const { return status_; }
 
+    // Sends one request as given, without the driver's own checks (tests use it to probe the
+    // device with bad requests). Returns the status byte the device wrote, kNoStatus if it
+    // completed the request without writing one, or -1 if the request did not complete.
+    static constexpr int kNoStatus = 0xFF;
+    int submit(std::uint32_t type, std::uint64_t sector, void* data, std::uint32_t len,
+               bool device_writes) {
+        hdr_.type.set(type);
+        hdr_.reserved.set(0);
+        hdr_.sector.set(sector);
+        status_ = kNoStatus;  // not a status the device can send: proves it wrote one
+        driver::Segment out[2] = {{dma_addr(&hdr_), sizeof hdr_}};
+        driver::Segment in[2] = {};
+        std::size_t nout = 1;
+        std::size_t nin = 0;
+        if (len > 0) {
+            (device_writes ? in[nin++] : out[nout++]) = {dma_addr(data), len};
+        }
+        in[nin++] = {dma_addr(&status_), 1};
+        used_ = 0;
+        if (!q_.transfer({out, nout}, {in, nin}, &used_)) {
+            return -1;
+        }
+        // The used length counts the bytes written, the status byte last: without it the
+        // status cannot have been written.
+        if (used_ < 1) {
+            return kNoStatus;
+        }
+        return *static_cast<volatile std::uint8_t*>(&status_);
+    }
+
   private:
     bool request(std::uint32_t type, std::uint64_t sector, void* data, std::uint32_t len,
                  bool device_writes) {
@@ -90,31 +120,15 @@ class BlkDevice {
             print("blk: request beyond capacity\n");
             return false;
         }
-        hdr_.type.set(type);
-        hdr_.reserved.set(0);
-        hdr_.sector.set(sector);
-        status_ = 0xFF;  // not a status the device can send: proves it wrote one
-        driver::Segment out[2] = {{dma_addr(&hdr_), sizeof hdr_}};
-        driver::Segment in[2] = {};
-        std::size_t nout = 1;
-        std::size_t nin = 0;
-        if (len > 0) {
-            (device_writes ? in[nin++] : out[nout++]) = {dma_addr(data), len};
-        }
-        in[nin++] = {dma_addr(&status_), 1};
-        std::uint32_t used = 0;
-        if (!q_.transfer({out, nout}, {in, nin}, &used)) {
-            return false;
-        }
-        // The used length counts the bytes written: data (for reads) plus the status byte.
-        const std::uint32_t expect = device_writes ? len + 1 : 1;
-        if (used < 1 || used > expect || (type == blk::kTIn && used != expect)) {
-            print("blk: used length %u, expected %u\n", used, expect);
-            return false;
-        }
-        const std::uint8_t status = *static_cast<volatile std::uint8_t*>(&status_);
+        const int status = submit(type, sector, data, len, device_writes);
         if (status != blk::kSOk) {
-            print("blk: request type %u status %u\n", type, status);
+            print("blk: request type %u status %d\n", type, status);
+            return false;
+        }
+        // A successful read wrote every data byte and the status; nothing writes more.
+        const std::uint32_t expect = device_writes ? len + 1 : 1;
+        if (used_ > expect || (type == blk::kTIn && used_ != expect)) {
+            print("blk: used length %u, expected %u\n", used_, expect);
             return false;
         }
         return true;
@@ -126,6 +140,7 @@ class BlkDevice {
     Queue<16> q_;
     alignas(16) BlkReqHeader hdr_ = {};
     std::uint8_t status_ = 0;
+    std::uint32_t used_ = 0;
 };
 
 }  // namespace vireo::guest

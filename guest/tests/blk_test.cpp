@@ -2,7 +2,8 @@
 // flushes, reads it back and compares. The CTest wrapper then checks the same range in the
 // image file on the host.
 //
-// Options: common.hpp's, plus sector=<first sector of the range> (default 8), seed=<byte>.
+// Options: common.hpp's, plus sector=<first sector of the range> (default 8), seed=<byte>,
+// id=<expected GET_ID string>.
 #include "common.hpp"
 #include "drivers/virtio_blk.hpp"
 
@@ -36,6 +37,11 @@ int guest_main() {
         }
     } else {
         print("blk: id \"%s\"\n", id);
+        char want[blk::kIdBytes + 1];
+        if (opt("id", want, sizeof want) && !str_eq(id, want)) {
+            print("blk: id should be \"%s\"\n", want);
+            return 2;
+        }
     }
 
     // Sector 0 carries a marker the host wrote: proves reads return the image's bytes.
@@ -69,9 +75,22 @@ int guest_main() {
             return 8;
         }
     }
-    // A request past the end must be refused by the driver before it reaches the device.
+    // A request past the end must be refused by the driver before it reaches the device...
     if (disk.read(disk.capacity(), rbuf, blk::kSectorSize)) {
         return 9;
+    }
+    // ...and by the device when it gets there anyway: completed with IOERR, never left hanging.
+    // An unknown request type is answered UNSUPP (§5.2.6.1).
+    const int past_end = disk.submit(blk::kTIn, disk.capacity(), rbuf, blk::kSectorSize, true);
+    const int unknown = disk.submit(0x7f, 0, nullptr, 0, false);
+    print("blk: read past the end -> status %d, unknown type -> status %d\n", past_end, unknown);
+    if (past_end != blk::kSIoErr || unknown != blk::kSUnsupp) {
+        return 11;
+    }
+    // The queue still works after the refused requests.
+    if (!disk.read(sector, rbuf, blk::kSectorSize) ||
+        !test::mem_equal(rbuf, wbuf, blk::kSectorSize)) {
+        return 12;
     }
     print("blk: wrote+read %u bytes at sector %lu, fnv1a %08x\n", kBytes, sector,
           test::fnv1a(rbuf, kBytes));

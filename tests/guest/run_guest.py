@@ -72,8 +72,10 @@ def main():
         sys.stdout.write(out)
         print(f"vireo-vmm exit status {p.returncode} after {elapsed:.2f} s")
         if p.returncode != 0:
-            print("FAIL: guest reported failure" if p.returncode < 124 else
-                  "FAIL: VM failure / timeout")
+            # 1 and 2 are also vireo-vmm's setup / usage errors: its stderr (above) tells.
+            print(f"FAIL: exit status {p.returncode}: " +
+                  ("guest failure code (or vireo-vmm setup/usage error)" if p.returncode < 124
+                   else "VM failure, timeout or signal"))
             return 1
         for text in a.expect_output:
             if text not in out:
