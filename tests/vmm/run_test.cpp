@@ -251,3 +251,15 @@ TEST(VmmRun, PciEnumerationEduAndNotifyIoeventfdsFollowBar0) {
 
 }  // namespace
 }  // namespace vireo::vmm
+
+namespace vireo::vmm {
+namespace {
+
+TEST(VmmRun, SecondVcpuStartsThroughTheStartPort) {
+    REQUIRE_KVM();
+    auto r = run_vmm({"--kernel", guest("smp"), "--mem", "8M", "--vcpus", "2", "--timeout", "20"});
+    EXPECT_EQ(r.status, 42) << r.err;
+}
+
+}  // namespace
+}  // namespace vireo::vmm
