@@ -55,7 +55,7 @@ mapfile -t libs < <(ldd "${tool_paths[@]}" 2>/dev/null | awk '$2 == "=>" && $3 ~
 # built-in modules are skipped.
 resolve_modules() {
     local -A seen=()
-    local out=()
+    local order=()
     visit() {
         local name=${1//-/_} line path deps d
         [[ -n ${seen[$name]:-} ]] && return 0
@@ -71,11 +71,11 @@ resolve_modules() {
             d=${d##*/}
             visit "${d%%.ko*}"
         done
-        out+=("$path")
+        order+=("$path")
     }
     local m
     for m in "$@"; do visit "$m"; done
-    printf '%s\n' "${out[@]}"
+    printf '%s\n' "${order[@]}"
 }
 mapfile -t modfiles < <(resolve_modules "${modules[@]}")
 

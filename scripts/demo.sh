@@ -41,7 +41,8 @@ if [[ $backend == vireo && -z ${VIREO_BIN:-} ]]; then
     step "building vireo (cmake --preset release)"
     cd "$VIREO_ROOT"
     [[ -f build/build.ninja ]] || cmake --preset release >/dev/null
-    cmake --build --preset release --target vireo
+    # Just the daemon (target vireo_daemon, bin/vireo); the whole tree if that target is renamed.
+    cmake --build --preset release --target vireo_daemon || cmake --build --preset release
     cd - >/dev/null
 fi
 if [[ $backend == vireo ]]; then

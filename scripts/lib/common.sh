@@ -65,6 +65,7 @@ vireo_qemu_kernel_version() {
 # O_DIRECT). Sets VIREO_WORKDIR.
 vireo_new_workdir() {
     local base=${VIREO_TMP:-${TMPDIR:-/tmp}}
+    # shellcheck disable=SC2034 # read by the caller
     VIREO_WORKDIR=$(mktemp -d "$base/vireo-$1.XXXXXX")
 }
 

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2054 # commas belong to QEMU's and UML's option syntax
 # Booting test guests against a vhost-user-blk socket. Source after common.sh.
 #
 # vireo_guest_run FLAVOUR TEST_SCRIPT LOG [options]
@@ -52,8 +52,8 @@ vireo_guest_run() {
     (cd "$run_dir/root" && find vireo | cpio -o -H newc --owner=0:0 --quiet) | gzip -1 >"$run_dir/extra.cpio.gz"
     cat "$base" "$run_dir/extra.cpio.gz" >"$run_dir/initramfs.img"
 
-    local klog="quiet loglevel=1"
-    [[ ${VIREO_GUEST_DEBUG:-0} == 1 ]] && klog="loglevel=7 vireo_debug=1"
+    local klog=(quiet loglevel=1)
+    [[ ${VIREO_GUEST_DEBUG:-0} == 1 ]] && klog=(loglevel=7 vireo_debug=1)
     local cmd=()
     case $flavour in
     uml)
@@ -63,7 +63,7 @@ vireo_guest_run() {
         # environment, hence every guest process.
         cmd=(env "LD_PRELOAD=${base%/*}/uml-xstate-shim.so" "$(vireo_uml_kernel)" "mem=${mem}M" "initrd=$run_dir/initramfs.img"
             "uml_dir=$run_dir" umid=vireo con=null con0=null,fd:1 ssl=null
-            $klog panic=-1
+            "${klog[@]}" panic=-1
             "GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD")
         local s
         # Device id 2 is virtio-blk (virtio spec §5); virtio_uml speaks vhost-user on the socket.
@@ -75,7 +75,7 @@ vireo_guest_run() {
         cmd=(qemu-system-x86_64 -machine q35 -cpu max -smp "$smp" -m "$mem" -nodefaults -display none
             -no-reboot -serial stdio -monitor none
             -kernel "/boot/vmlinuz-$kver" -initrd "$run_dir/initramfs.img"
-            -append "console=ttyS0 $klog panic=-1"
+            -append "console=ttyS0 ${klog[*]} panic=-1"
             # vhost-user needs guest RAM in a file the back end can map: a shared memfd.
             -object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa node,memdev=mem)
         local n=0 s
