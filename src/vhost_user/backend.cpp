@@ -578,11 +578,14 @@ void Backend::start_ring(Vring& vr) {
             auto rec = t->recover(st.next_avail, st.next_used);
             log::trace("[{}] queue {}: inflight tracking on, {} to resubmit", name_, vr.index,
                        rec.chains.size());
-            if (!rec.chains.empty()) {
-                // The area knows better than the front end where the ring is (QEMU 7.2 cannot
-                // restore a packed ring's position after a back-end crash).
+            if (rec.from_area) {
+                // A valid area knows better than the front end where the ring is: QEMU 7.2
+                // cannot restore a packed ring's position after a back-end crash (it sends the
+                // position of the last clean stop).
                 st.next_avail = rec.next_avail;
                 st.next_used = rec.next_used;
+            }
+            if (!rec.chains.empty()) {
                 log::info("[{}] queue {}: resubmitting {} inflight requests", name_, vr.index,
                           rec.chains.size());
                 resubmit_packed = std::move(rec.chains);

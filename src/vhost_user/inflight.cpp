@@ -218,7 +218,7 @@ void PackedInflight::advance(std::uint16_t& slot, bool& wrap, std::uint32_t n) c
 
 PackedInflight::Recovery PackedInflight::recover(std::uint16_t next_avail,
                                                  std::uint16_t next_used) {
-    Recovery r{{}, next_avail, next_used};
+    Recovery r{{}, next_avail, next_used, false};
     avail_slot_ = slot_of(next_avail);
     avail_wrap_ = wrap_of(next_avail);
     if (hdr_->version != kInflightVersion || hdr_->desc_num != size_ ||
@@ -304,6 +304,7 @@ PackedInflight::Recovery PackedInflight::recover(std::uint16_t next_avail,
     // belong to a chain still inflight: the next available chain starts after all of them.
     advance(used_slot, used_wrap, slots);
     r.next_avail = encode(used_slot, used_wrap);
+    r.from_area = true;
     avail_slot_ = used_slot;
     avail_wrap_ = used_wrap;
     return r;

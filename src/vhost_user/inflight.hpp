@@ -155,6 +155,7 @@ class PackedInflight final : public dev::InflightTracker {
         std::vector<std::vector<virtq::PackedDesc>> chains;  // oldest (lowest counter) first
         std::uint16_t next_avail;                            // slot | wrap << 15
         std::uint16_t next_used;                             // slot | wrap << 15
+        bool from_area = false;  // positions come from a valid area, not the front end
     };
     // Reconnect recovery ("When reconnecting" for packed rings). `next_avail`/`next_used` are
     // the positions the front end gave; an uninitialised or mismatched area is (re)initialised
