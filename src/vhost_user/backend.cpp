@@ -241,9 +241,12 @@ Backend::Result Backend::set_protocol_features(std::uint64_t features) {
         return fail("front end acked protocol features {:#x} that were never offered",
                     features & ~kOfferedProtocolFeatures);
     }
-    acked_protocol_ = features;
-    log::info("[{}] protocol features negotiated: {:#x}", name_, features);
-    return {};
+    // Workers read the negotiated protocol features (STATUS, SLAVE_REQ) when a queue fails.
+    return with_rings_stopped([&]() -> Result {
+        acked_protocol_ = features;
+        log::info("[{}] protocol features negotiated: {:#x}", name_, features);
+        return {};
+    });
 }
 
 // --- memory -------------------------------------------------------------------------------
