@@ -24,13 +24,13 @@ uml)
     [[ -n $moddir ]] || vireo_die "no UML modules under /usr/lib/uml/modules (install user-mode-linux)"
     kernel_pkgs=(user-mode-linux)
     # virtio_uml (the vhost-user transport) is built into Debian's UML kernel.
-    modules=(virtio_uml virtio_blk ext4 crc32c_generic)
+    modules=(virtio_uml virtio_blk ext4 crc32c_generic virtio_net virtio_console vmw_vsock_virtio_transport)
     ;;
 qemu)
     kver=$(vireo_qemu_kernel_version) || vireo_die "no /boot/vmlinuz-*-cloud-amd64 with modules (install linux-image-cloud-amd64)"
     moddir=/lib/modules/$kver
     kernel_pkgs=("linux-image-$kver" linux-image-cloud-amd64)
-    modules=(virtio_pci virtio_blk ext4 crc32c_generic)
+    modules=(virtio_pci virtio_blk ext4 crc32c_generic virtio_net virtio_console virtio_rng vmw_vsock_virtio_transport)
     ;;
 *)
     echo "usage: $0 uml|qemu" >&2
@@ -57,13 +57,15 @@ resolve_modules() {
     local -A seen=()
     local order=()
     visit() {
-        local name=${1//-/_} line path deps d
+        local name=${1//-/_} line path deps d pat
         [[ -n ${seen[$name]:-} ]] && return 0
         seen[$name]=1
-        if grep -qE "/${name}\.ko(\.[a-z]+)?\$" "$moddir/modules.builtin" 2>/dev/null; then
+        # Module names treat - and _ alike (virtio_rng is virtio-rng.ko).
+        pat=${name//_/[-_]}
+        if grep -qE "/${pat}\.ko(\.[a-z]+)?\$" "$moddir/modules.builtin" 2>/dev/null; then
             return 0
         fi
-        line=$(grep -E "(^|/)${name}\.ko(\.[a-z]+)?:" "$moddir/modules.dep" | head -1) ||
+        line=$(grep -E "(^|/)${pat}\.ko(\.[a-z]+)?:" "$moddir/modules.dep" | head -1) ||
             vireo_die "module $name is neither built in nor in $moddir/modules.dep"
         path=${line%%:*}
         deps=${line#*:}

@@ -12,6 +12,9 @@
 #   --timeout S   kill the guest after S seconds (default 120)
 #   --mem MB      guest RAM (default 512)
 #   --smp N       guest CPUs (QEMU only; UML has one)
+#   --uml-arg A   an extra UML kernel argument, e.g. virtio_uml.device=SOCK:1 (repeatable)
+#   --qemu-arg A  an extra QEMU argument, e.g. -device ... (repeatable; one word each)
+#   --file F      copy F into the guest as /vireo/<basename> (repeatable; e.g. a test program)
 # Returns the guest's test status: 0 when it printed "VIREO-EXIT: 0" and no FAIL line.
 # VIREO_GUEST_DEBUG=1 keeps the guest kernel's messages on the console.
 
@@ -20,7 +23,7 @@ vireo_guest_pid=
 vireo_guest_run() {
     local flavour=$1 script=$2 log=$3
     shift 3
-    local disks=() env=() devopts="" timeout=120 mem=512 smp=1
+    local disks=() env=() devopts="" timeout=120 mem=512 smp=1 uml_args=() qemu_args=() files=()
     while (($#)); do
         case $1 in
         --disk) disks+=("$2"); shift 2 ;;
@@ -29,6 +32,9 @@ vireo_guest_run() {
         --timeout) timeout=$2; shift 2 ;;
         --mem) mem=$2; shift 2 ;;
         --smp) smp=$2; shift 2 ;;
+        --uml-arg) uml_args+=("$2"); shift 2 ;;
+        --qemu-arg) qemu_args+=("$2"); shift 2 ;;
+        --file) files+=("$2"); shift 2 ;;
         *) vireo_die "vireo_guest_run: unknown option $1" ;;
         esac
     done
@@ -42,6 +48,7 @@ vireo_guest_run() {
     run_dir=$(mktemp -d "${log%/*}/guest-run.XXXXXX")
     mkdir -p "$run_dir/root/vireo"
     cp "$script" "$run_dir/root/vireo/test.sh"
+    ((${#files[@]} == 0)) || cp "${files[@]}" "$run_dir/root/vireo/"
     {
         local i names=""
         for i in "${!disks[@]}"; do names+=" vd$(printf "\\x$(printf %x $((97 + i)))")"; done
@@ -68,6 +75,7 @@ vireo_guest_run() {
         local s
         # Device id 2 is virtio-blk (virtio spec §5); virtio_uml speaks vhost-user on the socket.
         for s in "${disks[@]}"; do cmd+=("virtio_uml.device=$s:2"); done
+        cmd+=("${uml_args[@]}")
         ;;
     qemu)
         local kver
@@ -84,6 +92,7 @@ vireo_guest_run() {
                 -device "vhost-user-blk-pci,chardev=vub$n${devopts:+,$devopts}")
             n=$((n + 1))
         done
+        cmd+=("${qemu_args[@]}")
         ;;
     *) vireo_die "unknown guest flavour $flavour" ;;
     esac
