@@ -98,7 +98,7 @@ TEST_F(Cli, PrintCapabilities) {
         EXPECT_EQ(r.status, 0) << r.out;
         auto j = nlohmann::json::parse(r.out, nullptr, false);
         ASSERT_FALSE(j.is_discarded()) << r.out;
-        EXPECT_EQ(j["type"], "block-device");
+        EXPECT_EQ(j["type"], "block");
         EXPECT_TRUE(j["features"].is_array());
     }
 }
