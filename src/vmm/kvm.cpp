@@ -126,13 +126,12 @@ void KvmVm::signal_msi(std::uint64_t addr, std::uint32_t data) const {
 }
 
 std::expected<std::vector<kvm_cpuid_entry2>, std::string> KvmVm::supported_cpuid() const {
-    // kvm_cpuid2 ends in a flexible array: a vector of words sized for the header plus entries.
+    // api.rst: nent in = room in the buffer; E2BIG = too small, retry with more.
     for (std::uint32_t n = 64; n <= 4096; n *= 2) {
-        std::vector<std::uint64_t> buf((sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2) + 7) / 8);
-        auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
-        c->nent = n;
-        if (::ioctl(kvm_.get(), KVM_GET_SUPPORTED_CPUID, c) == 0) {
-            return std::vector<kvm_cpuid_entry2>(c->entries, c->entries + c->nent);
+        KvmFlexArray<kvm_cpuid_entry2> c(n);
+        if (::ioctl(kvm_.get(), kKvmGetSupportedCpuid, c.data()) == 0) {
+            auto used = c.used();
+            return std::vector<kvm_cpuid_entry2>(used.begin(), used.end());
         }
         if (errno != E2BIG) {
             break;

@@ -4,10 +4,13 @@
 
 #include <linux/kvm.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <expected>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -21,6 +24,48 @@ namespace vireo::vmm {
 // three pages of real-mode TSS for VMX's emulation of real mode, then the identity-map page.
 inline constexpr std::uint64_t kKvmTssAddr = 0xFFFB'D000;
 inline constexpr std::uint64_t kKvmIdentityMapAddr = 0xFFFB'C000;
+
+// struct kvm_cpuid2 and struct kvm_irq_routing end in a flexible array declared with
+// __DECLARE_FLEX_ARRAY, which C++ compiles as an empty struct (size 1) before the array: in C++
+// sizeof(kvm_cpuid2) is 12 and the entries start at offset 12, where the kernel has 8 and 8.
+// The ioctl numbers encode that sizeof, so KVM_GET_SUPPORTED_CPUID from C++ is an unknown ioctl
+// (EINVAL). These are the kernel's layout: an 8-byte header (count + padding/flags), then the
+// entries, and the ioctl numbers computed from it.
+struct KvmFlexHeader {
+    std::uint32_t count;  // nent / nr
+    std::uint32_t flags;  // padding / flags
+};
+static_assert(sizeof(KvmFlexHeader) == 8);
+inline constexpr unsigned long kKvmGetSupportedCpuid = _IOWR(KVMIO, 0x05, KvmFlexHeader);
+inline constexpr unsigned long kKvmSetCpuid2 = _IOW(KVMIO, 0x90, KvmFlexHeader);
+inline constexpr unsigned long kKvmSetGsiRouting = _IOW(KVMIO, 0x6a, KvmFlexHeader);
+static_assert(kKvmGetSupportedCpuid == 0xc008ae05 && kKvmSetCpuid2 == 0x4008ae90 &&
+              kKvmSetGsiRouting == 0x4008ae6a);
+
+// A kernel-layout header + `n` entries in one 8-byte aligned buffer.
+template <class Entry>
+class KvmFlexArray {
+  public:
+    static_assert(alignof(Entry) <= alignof(std::uint64_t));
+    explicit KvmFlexArray(std::size_t n)
+        : words_((sizeof(KvmFlexHeader) + n * sizeof(Entry) + 7) / 8), capacity_(n) {
+        header().count = static_cast<std::uint32_t>(n);
+    }
+    KvmFlexHeader& header() { return *reinterpret_cast<KvmFlexHeader*>(words_.data()); }
+    Entry* entries() {
+        return reinterpret_cast<Entry*>(reinterpret_cast<std::byte*>(words_.data()) +
+                                        sizeof(KvmFlexHeader));
+    }
+    // The used entries (header().count, clamped to the buffer).
+    std::span<Entry> used() {
+        return {entries(), std::min<std::size_t>(header().count, capacity_)};
+    }
+    void* data() { return words_.data(); }
+
+  private:
+    std::vector<std::uint64_t> words_;
+    std::size_t capacity_;
+};
 
 class KvmVm {
   public:

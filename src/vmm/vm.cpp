@@ -211,12 +211,13 @@ std::expected<void, std::string> Vm::build(std::span<const std::uint8_t> file,
     }
 
     // vCPUs: CPUID for all, the entry state for vCPU 0; the others start through port 0xF8.
-    // Some KVM implementations (nested or emulating ones) refuse KVM_GET_SUPPORTED_CPUID: the
-    // guest then sees KVM's default CPUID, which is enough for the documented entry state.
+    // If KVM refuses KVM_GET_SUPPORTED_CPUID, a minimal CPUID (leaves 0 and 1) still tells KVM
+    // the vCPU has an APIC, which its LAPIC needs before it accepts the timer's periodic mode.
     if (auto cpuid = kvm_->supported_cpuid(); cpuid) {
         cpuid_ = std::move(*cpuid);
     } else {
-        log::trace("{}; vCPUs keep KVM's default CPUID", cpuid.error());
+        log::warn("{}; vCPUs get a minimal CPUID (leaves 0 and 1)", cpuid.error());
+        cpuid_ = minimal_cpuid();
     }
     for (std::uint32_t i = 0; i < cfg_.vcpus; ++i) {
         auto v = KvmVcpu::create(*kvm_, i);

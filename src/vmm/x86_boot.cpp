@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "vmm/kvm.hpp"
+
 namespace vireo::vmm {
 
 namespace {
@@ -21,6 +23,14 @@ inline constexpr std::uint32_t kCpuidExtTopology = 0xB;
 inline constexpr std::uint32_t kCpuidExtTopologyV2 = 0x1F;
 inline constexpr std::uint32_t kCpuidHypervisorBit = 1u << 31;  // leaf 1 ECX
 inline constexpr unsigned kCpuidApicIdShift = 24;               // leaf 1 EBX[31:24]
+inline constexpr std::uint32_t kCpuidVendor = 0;
+inline constexpr std::uint32_t kCpuidApicBit = 1u << 9;  // leaf 1 EDX: on-chip APIC
+inline constexpr std::uint32_t kCpuidTscBit = 1u << 4;   // leaf 1 EDX
+inline constexpr std::uint32_t kCpuidMsrBit = 1u << 5;   // leaf 1 EDX
+inline constexpr std::uint32_t kCpuidPaeBit = 1u << 6;   // leaf 1 EDX
+// Family 6, model 0x3A (EAX[11:8] family, [7:4] model, [19:16] extended model), stepping 9:
+// a plain P6-family signature, so family-based quirks in guests take the common path.
+inline constexpr std::uint32_t kCpuidMinimalSignature = 0x000306A9;
 
 // FPU state at entry: the x87 control word and MXCSR after FNINIT / reset (SDM Vol. 1 §8.1.5,
 // §10.2.3): all exceptions masked.
@@ -150,15 +160,26 @@ std::expected<void, std::string> setup_long_mode(int vcpu_fd, std::uint64_t entr
     return {};
 }
 
+std::vector<kvm_cpuid_entry2> minimal_cpuid() {
+    std::vector<kvm_cpuid_entry2> v(2);
+    v[0].function = kCpuidVendor;
+    v[0].eax = kCpuidFeatures;  // highest basic leaf
+    // "vireovireo\0\0" is not a real vendor; guests take their generic paths.
+    v[0].ebx = 0x65726976;  // "vire"
+    v[0].edx = 0x69766f65;  // "eovi"
+    v[0].ecx = 0x00006f72;  // "ro"
+    v[1].function = kCpuidFeatures;
+    v[1].eax = kCpuidMinimalSignature;
+    // KVM's LAPIC allows the timer's periodic mode only when leaf 1 reports an APIC.
+    v[1].edx = kCpuidApicBit | kCpuidTscBit | kCpuidMsrBit | kCpuidPaeBit;
+    return v;
+}
+
 std::expected<void, std::string> setup_cpuid(int vcpu_fd, std::span<const kvm_cpuid_entry2> base,
                                              std::uint32_t apic_id) {
-    std::vector<std::uint64_t> buf(
-        (sizeof(kvm_cpuid2) + base.size() * sizeof(kvm_cpuid_entry2) + 7) / 8);
-    auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
-    c->nent = static_cast<std::uint32_t>(base.size());
-    std::copy(base.begin(), base.end(), c->entries);
-    for (std::uint32_t i = 0; i < c->nent; ++i) {
-        kvm_cpuid_entry2& e = c->entries[i];
+    KvmFlexArray<kvm_cpuid_entry2> c(base.size());
+    std::copy(base.begin(), base.end(), c.entries());
+    for (kvm_cpuid_entry2& e : c.used()) {
         if (e.function == kCpuidFeatures) {
             e.ebx = (e.ebx & ~(0xffu << kCpuidApicIdShift)) | (apic_id << kCpuidApicIdShift);
             e.ecx |= kCpuidHypervisorBit;
@@ -166,7 +187,7 @@ std::expected<void, std::string> setup_cpuid(int vcpu_fd, std::span<const kvm_cp
             e.edx = apic_id;  // x2APIC ID of this logical processor
         }
     }
-    if (::ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0) {
+    if (::ioctl(vcpu_fd, kKvmSetCpuid2, c.data()) < 0) {
         return sys_error("KVM_SET_CPUID2");
     }
     return {};

@@ -72,6 +72,10 @@ std::expected<void, std::string> write_boot_info(const GuestMemory& mem, const B
 std::expected<void, std::string> setup_long_mode(int vcpu_fd, std::uint64_t entry,
                                                  std::uint64_t stack, std::uint64_t rsi);
 
+// Leaves 0 and 1 only (vendor, family, APIC/TSC/MSR/PAE bits): what a VMM sets when KVM refuses
+// KVM_GET_SUPPORTED_CPUID, so the LAPIC timer's periodic mode still works (KVM checks leaf 1).
+std::vector<kvm_cpuid_entry2> minimal_cpuid();
+
 // KVM_SET_CPUID2 from the supported set, with the vCPU's APIC ID in leaves 1, 0xB and 0x1F and
 // the hypervisor bit set.
 std::expected<void, std::string> setup_cpuid(int vcpu_fd, std::span<const kvm_cpuid_entry2> base,
