@@ -80,6 +80,10 @@ void irq_disable();
 void irq_enable();
 // Atomically enables interrupts and sleeps until one arrives; returns with interrupts disabled.
 void wait_for_interrupt();
+// True once an interrupt handler ran with its vector not in service (LAPIC ISR bit clear): the
+// platform completed the EOI when it injected the interrupt, so the IOAPIC sees a level-triggered
+// line still high (the handler has not acknowledged the device yet) and delivers it again.
+bool eoi_at_injection();
 
 // ---- time ------------------------------------------------------------------------------------
 // Milliseconds since boot, advanced by a periodic timer interrupt (coarse: 10 ms steps).

@@ -77,7 +77,8 @@ class Transport {
     // of an mmio slot). Called between FEATURES_OK and queue setup.
     virtual bool irq_setup(bool intx) = 0;
     // In the interrupt handler: reads and acknowledges the cause (level-triggered lines drop).
-    virtual void irq_ack() = 0;
+    // False when there was no cause (a level interrupt delivered again after its ack).
+    virtual bool irq_ack() = 0;
 
     // §2.1.2 / §4.x: writing 0 resets; the driver waits for status to read back 0.
     bool reset() {
@@ -105,6 +106,7 @@ class Transport {
     }
 
     std::uint32_t interrupts() const { return irq_count_; }
+    std::uint32_t spurious_interrupts() const { return spurious_count_; }
 
   protected:
     ~Transport() = default;
@@ -114,7 +116,9 @@ class Transport {
         return platform::irq_alloc(
             [](void* ctx) {
                 auto* t = static_cast<Transport*>(ctx);
-                t->irq_ack();
+                if (!t->irq_ack()) {
+                    t->spurious_count_ = t->spurious_count_ + 1;
+                }
                 t->irq_count_ = t->irq_count_ + 1;
             },
             this);
@@ -122,6 +126,7 @@ class Transport {
 
   private:
     volatile std::uint32_t irq_count_ = 0;
+    volatile std::uint32_t spurious_count_ = 0;
 };
 
 // §3.1.1 steps 1-6: reset, ACKNOWLEDGE, DRIVER, feature negotiation, FEATURES_OK and its

@@ -148,12 +148,13 @@ class MmioTransport final : public Transport {
         const int vector = alloc_vector();
         return vector >= 0 && platform::irq_route_gsi(gsi_, vector, true);
     }
-    void irq_ack() override {
+    bool irq_ack() override {
         // §4.2.2: acknowledge exactly the causes read, which drops the level.
         const std::uint32_t cause = read(mmio::kInterruptStatus);
         if (cause != 0) {
             write(mmio::kInterruptAck, cause);
         }
+        return cause != 0;
     }
 
   private:

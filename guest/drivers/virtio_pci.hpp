@@ -212,10 +212,11 @@ class PciTransport final : public Transport {
         return mmio_read16(common_ + vpci::kMsixConfig) == 0;
     }
 
-    void irq_ack() override {
+    bool irq_ack() override {
         if (intx_) {
-            (void)mmio_read8(isr_);  // §4.1.4.5: reading the ISR clears it and drops INTx
+            return mmio_read8(isr_) != 0;  // §4.1.4.5: reading the ISR clears it, drops INTx
         }
+        return true;  // MSI-X: an edge per event, nothing to acknowledge
     }
 
   private:

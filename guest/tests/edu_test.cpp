@@ -79,6 +79,9 @@ int guest_main() {
     if (mode != EduDevice::Irq::kNone && dev.interrupts() < 4) {
         return 10;
     }
+    if (!test::check_spurious("edu", dev.interrupts(), dev.spurious_interrupts())) {
+        return 11;
+    }
     print("edu: PASS\n");
     return 0;
 }

@@ -26,6 +26,11 @@ class MsiSink {
   public:
     virtual ~MsiSink() = default;
     virtual void send(std::uint64_t addr, std::uint32_t data) = 0;
+    // The same message, naming the MSI-X table entry (or MSI vector) it came from, so a VMM can
+    // keep one irqfd route per vector and reprogram it when the guest rewrites that entry.
+    virtual void send_vector(std::uint16_t /*vector*/, std::uint64_t addr, std::uint32_t data) {
+        send(addr, data);
+    }
 };
 
 // A line nobody listens to (tests, a device wired to nothing).

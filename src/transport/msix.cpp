@@ -57,14 +57,14 @@ void Msix::collect_unmasked(std::vector<Message>& out) {
         if ((pba_[v / 64] & bit) != 0 && !masked(v)) {
             pba_[v / 64] &= ~bit;
             out.push_back(
-                {table_[v].addr_lo | (std::uint64_t{table_[v].addr_hi} << 32), table_[v].data});
+                {v, table_[v].addr_lo | (std::uint64_t{table_[v].addr_hi} << 32), table_[v].data});
         }
     }
 }
 
 void Msix::send(const std::vector<Message>& msgs) {
     for (const Message& m : msgs) {
-        sink_.send(m.addr, m.data);
+        sink_.send_vector(m.vector, m.addr, m.data);
     }
 }
 
@@ -151,9 +151,9 @@ bool Msix::fire(std::uint16_t v) {
             pba_[v / 64] |= std::uint64_t{1} << (v % 64);
             return true;
         }
-        m = {table_[v].addr_lo | (std::uint64_t{table_[v].addr_hi} << 32), table_[v].data};
+        m = {v, table_[v].addr_lo | (std::uint64_t{table_[v].addr_hi} << 32), table_[v].data};
     }
-    sink_.send(m.addr, m.data);
+    sink_.send_vector(m.vector, m.addr, m.data);
     return true;
 }
 

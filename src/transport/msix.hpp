@@ -66,6 +66,7 @@ class Msix {
         std::uint32_t control = kMsixEntryMasked;
     };
     struct Message {
+        std::uint16_t vector;
         std::uint64_t addr;
         std::uint32_t data;
     };

@@ -120,6 +120,8 @@ std::expected<DeviceSpec, std::string> build_device(std::string_view type, const
             }
         } else if (is_virtio && key == "packed") {
             VIREO_TRY(flag(d.packed));
+        } else if (is_virtio && key == "legacy") {
+            VIREO_TRY(flag(d.legacy));
         } else if (is_virtio && key == "queue-size") {
             auto n = number(UINT16_MAX);
             VIREO_TRY(n);
@@ -181,6 +183,9 @@ std::expected<DeviceSpec, std::string> build_device(std::string_view type, const
         } else {
             return bad("{}: unknown key '{}' for a {} device", where, key, type);
         }
+    }
+    if (d.legacy && d.transport != Transport::kMmio) {
+        return bad("{}: legacy (virtio-mmio version 1) needs transport=mmio", where);
     }
     switch (d.kind) {
         case DeviceKind::kBlk:

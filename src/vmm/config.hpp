@@ -27,8 +27,9 @@ std::string_view to_string(DeviceKind k);
 struct DeviceSpec {
     DeviceKind kind = DeviceKind::kBlk;
     Transport transport = Transport::kMmio;
-    std::string where;   // "--device #2" / "config.devices[1]", for later error messages
-    bool packed = true;  // offer VIRTIO_F_RING_PACKED (if the model supports it)
+    std::string where;    // "--device #2" / "config.devices[1]", for later error messages
+    bool packed = true;   // offer VIRTIO_F_RING_PACKED (if the model supports it)
+    bool legacy = false;  // virtio-mmio version 1 (MmioVersion::kLegacy); mmio only
     std::uint16_t queue_size = 256;
     dev::BlkOptions blk;     // kBlk
     std::string net_switch;  // kNet: in-process switch name, or
@@ -47,6 +48,8 @@ struct VmmConfig {
     std::string serial;  // UART output: empty = stdout, else a file path
     double timeout = 0;  // seconds of wall clock, 0 = none
     bool verbose = false;
+    bool irqfd = true;   // irqfd (+ resamplefd, GSI routes for MSI) where KVM has them
+    bool stats = false;  // print exit and interrupt counters when the VM stops
     std::vector<DeviceSpec> devices;
 };
 

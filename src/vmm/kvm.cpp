@@ -65,6 +65,11 @@ std::expected<std::unique_ptr<KvmVm>, std::string> KvmVm::create() {
     if (::ioctl(fd, KVM_CREATE_IRQCHIP, 0) < 0) {
         return sys_error("KVM_CREATE_IRQCHIP");
     }
+    // On the VM fd: the answer may depend on the VM (api.rst, KVM_CHECK_EXTENSION).
+    vm->irqfd_ = ::ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQFD) > 0;
+    vm->irqfd_resample_ = ::ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQFD_RESAMPLE) > 0;
+    const int routes = ::ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQ_ROUTING);
+    vm->max_routes_ = routes > 0 ? static_cast<std::uint32_t>(routes) : 0;
     return vm;
 }
 
@@ -123,6 +128,34 @@ void KvmVm::signal_msi(std::uint64_t addr, std::uint32_t data) const {
     if (::ioctl(vm_.get(), KVM_SIGNAL_MSI, &m) < 0) {
         transport::warn("vmm: KVM_SIGNAL_MSI {:#x}/{:#x}: {}", addr, data, std::strerror(errno));
     }
+}
+
+std::expected<void, std::string> KvmVm::irqfd(std::uint32_t gsi, int fd, int resample_fd,
+                                              bool assign) const {
+    kvm_irqfd f{};
+    f.fd = static_cast<std::uint32_t>(fd);
+    f.gsi = gsi;
+    if (!assign) {
+        f.flags |= KVM_IRQFD_FLAG_DEASSIGN;
+    } else if (resample_fd >= 0) {
+        f.flags |= KVM_IRQFD_FLAG_RESAMPLE;
+        f.resamplefd = static_cast<std::uint32_t>(resample_fd);
+    }
+    if (::ioctl(vm_.get(), KVM_IRQFD, &f) < 0) {
+        return std::unexpected(fmt::format(
+            "KVM_IRQFD {} gsi {}: {}", assign ? "assign" : "deassign", gsi, std::strerror(errno)));
+    }
+    return {};
+}
+
+std::expected<void, std::string> KvmVm::set_gsi_routing(
+    std::span<const kvm_irq_routing_entry> entries) const {
+    KvmFlexArray<kvm_irq_routing_entry> table(entries.size());
+    std::copy(entries.begin(), entries.end(), table.entries());
+    if (::ioctl(vm_.get(), kKvmSetGsiRouting, table.data()) < 0) {
+        return sys_error("KVM_SET_GSI_ROUTING");
+    }
+    return {};
 }
 
 std::expected<std::vector<kvm_cpuid_entry2>, std::string> KvmVm::supported_cpuid() const {

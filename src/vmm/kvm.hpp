@@ -16,7 +16,6 @@
 
 #include "memory/guest_memory.hpp"
 #include "memory/unique_fd.hpp"
-#include "transport/irq.hpp"
 
 namespace vireo::vmm {
 
@@ -77,6 +76,11 @@ class KvmVm {
     int kvm_fd() const { return kvm_.get(); }
     std::size_t run_size() const { return run_size_; }
     bool has_ioeventfd_any_length() const { return ioeventfd_any_length_; }
+    // KVM_CAP_IRQFD, KVM_CAP_IRQFD_RESAMPLE, and the size of the GSI routing table
+    // (KVM_CAP_IRQ_ROUTING, 0 without it), checked on the VM fd at creation.
+    bool has_irqfd() const { return irqfd_; }
+    bool has_irqfd_resample() const { return irqfd_resample_; }
+    std::uint32_t max_gsi_routes() const { return max_routes_; }
 
     // Registers a guest memory region as KVM slot `slot`.
     std::expected<void, std::string> map_region(std::uint32_t slot, const MemoryRegion& r);
@@ -89,6 +93,13 @@ class KvmVm {
     void set_irq_line(std::uint32_t gsi, bool level) const;
     // KVM_SIGNAL_MSI.
     void signal_msi(std::uint64_t addr, std::uint32_t data) const;
+    // KVM_IRQFD: a write to `fd` asserts `gsi`; with `resample_fd` the GSI is level-asserted
+    // until the guest's EOI, when KVM de-asserts it and signals resample_fd.
+    std::expected<void, std::string> irqfd(std::uint32_t gsi, int fd, int resample_fd,
+                                           bool assign) const;
+    // KVM_SET_GSI_ROUTING: replaces the whole table.
+    std::expected<void, std::string> set_gsi_routing(
+        std::span<const kvm_irq_routing_entry> entries) const;
     // KVM_GET_SUPPORTED_CPUID.
     std::expected<std::vector<kvm_cpuid_entry2>, std::string> supported_cpuid() const;
 
@@ -97,6 +108,9 @@ class KvmVm {
     UniqueFd vm_;
     std::size_t run_size_ = 0;
     bool ioeventfd_any_length_ = false;
+    bool irqfd_ = false;
+    bool irqfd_resample_ = false;
+    std::uint32_t max_routes_ = 0;
 };
 
 // One vCPU: its fd and its mmap'ed kvm_run page.
@@ -118,29 +132,6 @@ class KvmVcpu {
     kvm_run* run_ = nullptr;
     std::size_t run_size_ = 0;
     std::uint32_t index_ = 0;
-};
-
-// A wired interrupt (virtio-mmio, PCI INTx, the UART) driven with KVM_IRQ_LINE from the calling
-// thread. The transports keep the level (high while their interrupt status is non-zero), so a
-// level-triggered IOAPIC pin re-fires after EOI for as long as the device holds it high.
-class KvmIrqLine final : public transport::IrqLine {
-  public:
-    KvmIrqLine(const KvmVm& vm, std::uint32_t gsi) : vm_(vm), gsi_(gsi) {}
-    void set_level(bool high) override { vm_.set_irq_line(gsi_, high); }
-    std::uint32_t gsi() const { return gsi_; }
-
-  private:
-    const KvmVm& vm_;
-    std::uint32_t gsi_;
-};
-
-class KvmMsiSink final : public transport::MsiSink {
-  public:
-    explicit KvmMsiSink(const KvmVm& vm) : vm_(vm) {}
-    void send(std::uint64_t addr, std::uint32_t data) override { vm_.signal_msi(addr, data); }
-
-  private:
-    const KvmVm& vm_;
 };
 
 }  // namespace vireo::vmm

@@ -3,6 +3,7 @@
 //
 //   vireo-vmm --kernel GUEST.elf [--mem 64M] [--vcpus N] [--append STR] [--device SPEC]...
 //             [--config FILE.json] [--serial FILE] [--timeout SECONDS] [--verbose]
+//             [--no-irqfd] [--stats]
 //   vireo-vmm --bench-exits N        µs per PIO exit of a built-in guest
 //
 // Exit status: the guest's (port 0xF4, value & 0xff); 255 VM failure; 124 timeout; 130 signal;
@@ -37,6 +38,9 @@ int bench_exits(VmmConfig cfg, std::uint32_t count) {
         return kExitSetup;
     }
     const VmOutcome out = (*vm)->run();
+    if (cfg.stats) {
+        std::fputs((*vm)->stats_report().c_str(), stderr);
+    }
     if (!out.guest_exit) {
         vireo::log::error("{}", out.message);
         return out.exit_code;
@@ -69,6 +73,11 @@ int run(int argc, char** argv) {
     auto* o_serial = app.add_option("--serial", serial, "UART output file (default stdout)");
     auto* o_timeout = app.add_option("--timeout", timeout, "Wall-clock limit in seconds");
     auto* o_verbose = app.add_flag("--verbose", verbose, "Log more");
+    bool no_irqfd = false;
+    bool stats = false;
+    app.add_flag("--no-irqfd", no_irqfd,
+                 "Inject interrupts with KVM_IRQ_LINE / KVM_SIGNAL_MSI only (no irqfd)");
+    app.add_flag("--stats", stats, "Print exit and interrupt counters to stderr at the end");
     auto* o_bench = app.add_option("--bench-exits", bench,
                                    "Measure µs per PIO exit with a built-in guest of N `out`s");
     try {
@@ -116,6 +125,12 @@ int run(int argc, char** argv) {
     if (o_verbose->count() > 0) {
         cfg.verbose = verbose;
     }
+    if (no_irqfd) {
+        cfg.irqfd = false;
+    }
+    if (stats) {
+        cfg.stats = true;
+    }
     for (std::size_t i = 0; i < devices.size(); ++i) {
         auto d = parse_device(devices[i], fmt::format("--device #{} '{}'", i + 1, devices[i]));
         if (!d) {
@@ -151,6 +166,9 @@ int run(int argc, char** argv) {
         return kExitSetup;
     }
     const VmOutcome out = (*vm)->run();
+    if (cfg.stats) {
+        std::fputs((*vm)->stats_report().c_str(), stderr);
+    }
     if (!out.guest_exit) {
         vireo::log::error("{}", out.message);
     } else if (cfg.verbose) {

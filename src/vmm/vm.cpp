@@ -182,7 +182,21 @@ std::expected<void, std::string> Vm::build(std::span<const std::uint8_t> file,
     // Buses and fixed devices.
     pio_ = std::make_unique<transport::Bus>();
     mmio_ = std::make_unique<transport::Bus>();
-    msi_ = std::make_unique<KvmMsiSink>(*kvm_);
+    msi_ = std::make_unique<KvmMsiSink>(*kvm_, irq_stats_);
+    // irqfd needs KVM_CAP_IRQFD; level lines also the resample flag, MSI also GSI routing.
+    if (cfg_.irqfd) {
+        irqfd_lines_ = kvm_->has_irqfd() && kvm_->has_irqfd_resample();
+        irqfd_msi_ = kvm_->has_irqfd() && kvm_->max_gsi_routes() > kIoapicPins + 16;
+        if (!irqfd_lines_ || !irqfd_msi_) {
+            log::warn("KVM lacks {}; interrupts take KVM_IRQ_LINE/KVM_SIGNAL_MSI",
+                      !kvm_->has_irqfd()            ? "KVM_CAP_IRQFD"
+                      : !kvm_->has_irqfd_resample() ? "KVM_CAP_IRQFD_RESAMPLE"
+                                                    : "KVM_CAP_IRQ_ROUTING");
+        }
+    }
+    if (irqfd_msi_) {
+        router_ = std::make_unique<GsiRouter>(*kvm_);
+    }
     if (!pio_->insert(boot::kUartPort, kUartPorts, std::make_shared<Uart16550>(serial_out)) ||
         !pio_->insert(boot::kExitPort, 4, std::make_shared<ExitPort>(*this)) ||
         !pio_->insert(boot::kVcpuStartPort, 4, std::make_shared<VcpuStartPort>(*this))) {
@@ -236,7 +250,34 @@ std::expected<void, std::string> Vm::build(std::span<const std::uint8_t> file,
         return std::unexpected("vCPU 0: " + r.error());
     }
     ap_start_.resize(cfg_.vcpus);
+    if (!resampler_.empty()) {
+        if (auto r = resampler_.start(); !r) {
+            return std::unexpected(r.error());
+        }
+    }
     return {};
+}
+
+transport::IrqLine& Vm::make_line(std::uint32_t gsi) {
+    if (irqfd_lines_) {
+        auto line = IrqfdLine::create(*kvm_, gsi, irq_stats_);
+        if (line) {
+            resampler_.add(**line);
+            lines_.push_back(std::move(*line));
+            return *lines_.back();
+        }
+        log::warn("{}; gsi {} uses KVM_IRQ_LINE", line.error(), gsi);
+    }
+    lines_.push_back(std::make_unique<KvmIrqLine>(*kvm_, gsi, irq_stats_));
+    return *lines_.back();
+}
+
+transport::MsiSink& Vm::make_msi_sink() {
+    if (!irqfd_msi_) {
+        return *msi_;
+    }
+    msi_sinks_.push_back(std::make_unique<IrqfdMsiSink>(*kvm_, *router_, *msi_, irq_stats_));
+    return *msi_sinks_.back();
 }
 
 std::expected<void, std::string> Vm::add_device(const DeviceSpec& d) {
@@ -314,10 +355,8 @@ std::expected<void, std::string> Vm::add_device(const DeviceSpec& d) {
         }
         case DeviceKind::kEdu: {
             const int slot = next_pci_slot_++;
-            auto edu = std::make_shared<transport::EduDevice>(mem_, *msi_);
-            lines_.push_back(std::make_unique<KvmIrqLine>(
-                *kvm_, boot::kPciFirstGsi + static_cast<std::uint32_t>(slot) % 4));
-            edu->connect_intx(*lines_.back());
+            auto edu = std::make_shared<transport::EduDevice>(mem_, make_msi_sink());
+            edu->connect_intx(make_line(boot::kPciFirstGsi + static_cast<std::uint32_t>(slot) % 4));
             if (!pci_host_->add(slot, edu)) {
                 return std::unexpected(fmt::format("PCI slot {} unavailable", slot));
             }
@@ -335,8 +374,9 @@ std::expected<void, std::string> Vm::add_device(const DeviceSpec& d) {
         const auto n = static_cast<std::uint32_t>(mmio_devs_.size());
         const std::uint64_t base = boot::kMmioBase + n * boot::kMmioStride;
         const std::uint32_t gsi = boot::kMmioFirstGsi + n;
-        lines_.push_back(std::make_unique<KvmIrqLine>(*kvm_, gsi));
-        auto t = std::make_shared<transport::VirtioMmio>(m, mem_, *lines_.back());
+        auto t = std::make_shared<transport::VirtioMmio>(
+            m, mem_, make_line(gsi),
+            d.legacy ? transport::MmioVersion::kLegacy : transport::MmioVersion::kModern);
         if (!mmio_->insert(base, transport::kMmioSize, t)) {
             return std::unexpected(fmt::format("MMIO slot at {:#x} unavailable", base));
         }
@@ -354,10 +394,8 @@ std::expected<void, std::string> Vm::add_device(const DeviceSpec& d) {
         return {};
     }
     const int slot = next_pci_slot_++;
-    auto t = std::make_shared<transport::VirtioPci>(m, mem_, *msi_);
-    lines_.push_back(std::make_unique<KvmIrqLine>(
-        *kvm_, boot::kPciFirstGsi + static_cast<std::uint32_t>(slot) % 4));
-    t->connect_intx(*lines_.back());
+    auto t = std::make_shared<transport::VirtioPci>(m, mem_, make_msi_sink());
+    t->connect_intx(make_line(boot::kPciFirstGsi + static_cast<std::uint32_t>(slot) % 4));
     if (!pci_host_->add(slot, t)) {
         return std::unexpected(fmt::format("PCI slot {} unavailable", slot));
     }
@@ -473,7 +511,14 @@ void Vm::vcpu_thread(KvmVcpu& vcpu) {
                  fmt::format("vCPU {}: KVM_RUN failed: {}", vcpu.index(), std::strerror(errno)));
             return;
         }
-        if (!handle_exit(vcpu)) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const bool go_on = handle_exit(vcpu);
+        exits_.handle_ns.fetch_add(
+            static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                           std::chrono::steady_clock::now() - t0)
+                                           .count()),
+            std::memory_order_relaxed);
+        if (!go_on) {
             return;
         }
     }
@@ -482,6 +527,10 @@ void Vm::vcpu_thread(KvmVcpu& vcpu) {
 bool Vm::handle_exit(KvmVcpu& vcpu) {
     kvm_run* run = vcpu.run();
     const bool timed = vcpu.index() == 0;
+    (run->exit_reason == KVM_EXIT_IO     ? exits_.pio
+     : run->exit_reason == KVM_EXIT_MMIO ? exits_.mmio
+                                         : exits_.other)
+        .fetch_add(1, std::memory_order_relaxed);
     switch (run->exit_reason) {
         case KVM_EXIT_IO: {
             const auto& io = run->io;
@@ -613,6 +662,7 @@ void Vm::shutdown() {
     pci_virtio_.clear();
     mmio_devs_.clear();
     edus_.clear();
+    resampler_.stop();  // the lines outlive it
     for (dev::BlkDevice* b : blks_) {
         if (!b->flush_all()) {
             log::error("flushing {} failed", b->options().path);
@@ -620,6 +670,25 @@ void Vm::shutdown() {
     }
     blks_.clear();
     models_.clear();
+}
+
+std::string Vm::stats_report() const {
+    auto get = [](const std::atomic<std::uint64_t>& a) {
+        return a.load(std::memory_order_relaxed);
+    };
+    const std::uint64_t io = get(exits_.pio) + get(exits_.mmio);
+    const std::uint64_t all = io + get(exits_.other);
+    return fmt::format(
+        "vireo-vmm stats: exits {} (pio {}, mmio {}, other {}); user-space handling {:.2f} us "
+        "per exit\n"
+        "vireo-vmm stats: interrupts: lines {} (irqfd {}, KVM_IRQ_LINE {}), resamples {} "
+        "(re-asserted {}); msi {} (irqfd {}, KVM_SIGNAL_MSI {}, re-routed {})\n",
+        all, get(exits_.pio), get(exits_.mmio), get(exits_.other),
+        all ? static_cast<double>(get(exits_.handle_ns)) / 1000.0 / static_cast<double>(all) : 0.0,
+        irqfd_lines_ ? "irqfd+resample" : "KVM_IRQ_LINE", get(irq_stats_.line_irqfd),
+        get(irq_stats_.line_ioctl), get(irq_stats_.line_resample), get(irq_stats_.line_reassert),
+        irqfd_msi_ ? "irqfd" : "KVM_SIGNAL_MSI", get(irq_stats_.msi_irqfd),
+        get(irq_stats_.msi_ioctl), get(irq_stats_.msi_reroute));
 }
 
 std::vector<std::uint8_t> pio_loop_guest(std::uint32_t count) {

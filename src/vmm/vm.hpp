@@ -24,6 +24,7 @@
 #include "transport/bus.hpp"
 #include "vmm/config.hpp"
 #include "vmm/elf_loader.hpp"
+#include "vmm/irq.hpp"
 #include "vmm/kvm.hpp"
 #include "vmm/x86_boot.hpp"
 
@@ -77,6 +78,9 @@ class Vm {
     VmOutcome run(bool handle_signals = true);
 
     const ExitTiming& timing() const { return timing_; }
+    // --stats: exits by kind over all vCPUs, user-space time spent handling them, and how
+    // interrupts were injected. Call after run().
+    std::string stats_report() const;
 
     // --- called from vCPU threads (ports) ---
     void guest_exit(std::uint32_t value);
@@ -104,6 +108,10 @@ class Vm {
     void vcpu_thread(KvmVcpu& vcpu);
     bool handle_exit(KvmVcpu& vcpu);  // false: this vCPU stops
     void sync_pci_notify();
+    // A wired line on `gsi`: irqfd + resamplefd when enabled and available, else KVM_IRQ_LINE.
+    transport::IrqLine& make_line(std::uint32_t gsi);
+    // The MSI sink of one PCI function: per-vector irqfds when enabled, else KVM_SIGNAL_MSI.
+    transport::MsiSink& make_msi_sink();
     void shutdown();
 
     VmmConfig cfg_;
@@ -116,8 +124,14 @@ class Vm {
     // Device models outlive their transports (destroyed in shutdown() first).
     std::vector<std::unique_ptr<dev::VirtioDevice>> models_;
     std::vector<dev::BlkDevice*> blks_;
-    std::vector<std::unique_ptr<KvmIrqLine>> lines_;
+    IrqStats irq_stats_;
+    bool irqfd_lines_ = false;  // irqfd + resamplefd for wired lines
+    bool irqfd_msi_ = false;    // GSI routes + irqfds for MSI/MSI-X
+    std::unique_ptr<GsiRouter> router_;
+    std::vector<std::unique_ptr<transport::IrqLine>> lines_;
     std::unique_ptr<KvmMsiSink> msi_;
+    std::vector<std::unique_ptr<IrqfdMsiSink>> msi_sinks_;
+    Resampler resampler_;
     std::unique_ptr<transport::Bus> pio_;
     std::unique_ptr<transport::Bus> mmio_;
     std::unique_ptr<transport::PciHost> pci_host_;
@@ -137,6 +151,12 @@ class Vm {
     std::vector<ApStart> ap_start_;
     std::vector<std::thread> threads_;
     ExitTiming timing_;  // vCPU 0 only; read after join
+    struct ExitCounters {
+        std::atomic<std::uint64_t> pio{0};
+        std::atomic<std::uint64_t> mmio{0};
+        std::atomic<std::uint64_t> other{0};
+        std::atomic<std::uint64_t> handle_ns{0};  // user space between KVM_RUN calls
+    } exits_;
 };
 
 // A built-in guest for bench mode: `count` `out` instructions to an unclaimed port in a loop,

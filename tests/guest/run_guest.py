@@ -41,6 +41,8 @@ def main():
     ap.add_argument("--expect-output", action="append", default=[])
     ap.add_argument("--input", default=None)
     ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--vmm-arg", action="append", default=[],
+                    help="extra vireo-vmm argument (e.g. --no-irqfd, --stats)")
     a = ap.parse_args()
 
     if not os.path.exists("/dev/kvm"):
@@ -58,6 +60,7 @@ def main():
             cmd += ["--append", a.append]
         for d in a.device:
             cmd += ["--device", d.replace("{image}", image)]
+        cmd += a.vmm_arg
         print("+", " ".join(cmd), flush=True)
         start = time.monotonic()
         try:

@@ -38,6 +38,7 @@ constexpr std::uint32_t kPciConfigEnable = 1u << 31;
 constexpr std::uint64_t kLapicId = 0x20;
 constexpr std::uint64_t kLapicTpr = 0x80;
 constexpr std::uint64_t kLapicEoi = 0xB0;
+constexpr std::uint64_t kLapicIsr = 0x100;  // 8 registers, 0x10 apart, 32 vectors each
 constexpr std::uint64_t kLapicSvr = 0xF0;
 constexpr std::uint64_t kLapicLvtTimer = 0x320;
 constexpr std::uint64_t kLapicTimerInitial = 0x380;
@@ -103,6 +104,7 @@ constinit int next_vector = kFirstDynamicVector;
 constinit const boot::BootInfo* info = nullptr;
 constinit std::uint32_t apic_id = 0;
 constinit volatile std::uint64_t ticks_ms = 0;
+constinit volatile bool isr_clear_seen = false;
 
 std::uint32_t lapic_read(std::uint64_t reg) {
     return mmio_read32(boot::kLapicBase + reg);
@@ -262,6 +264,9 @@ void wait_for_interrupt() {
 std::uint64_t now_ms() {
     return ticks_ms;
 }
+bool eoi_at_injection() {
+    return isr_clear_seen;
+}
 void cpu_relax() {
     asm volatile("pause" ::: "memory");
 }
@@ -286,6 +291,11 @@ extern "C" void vireo_isr_dispatch(InterruptFrame* f) {
             print("[guest] page fault address %lx\n", cr2);
         }
         exit_vm(kExitException);
+    }
+    // A conforming LAPIC holds the vector in service until our EOI below.
+    const auto v = static_cast<std::uint32_t>(f->vector);
+    if (((lapic_read(kLapicIsr + 0x10 * (v / 32)) >> (v % 32)) & 1) == 0) {
+        isr_clear_seen = true;
     }
     const Handler h = handlers[f->vector];
     if (h.fn != nullptr) {
