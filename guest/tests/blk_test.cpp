@@ -15,6 +15,12 @@ constexpr std::uint32_t kBytes = 4096;  // small: the guest runs under instructi
 constexpr char kImageMarker[] = "VIREO-GUEST-IMAGE";
 
 constinit BlkDevice disk;
+
+std::uint64_t rdtsc() {
+    std::uint32_t lo, hi;
+    asm volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return (std::uint64_t{hi} << 32) | lo;
+}
 alignas(16) std::uint8_t wbuf[kBytes];
 alignas(16) std::uint8_t rbuf[kBytes];
 
@@ -53,6 +59,21 @@ int guest_main() {
             print("blk: image marker missing at byte %zu\n", i);
             return 4;
         }
+    }
+
+    // bench=N: N one-sector reads, timed with the TSC (bench/vmm_blk.sh), then exit.
+    if (const std::uint64_t n = opt_u64("bench", 0); n > 0) {
+        const std::uint32_t irq_before = t->interrupts();
+        const std::uint64_t start = rdtsc();
+        for (std::uint64_t i = 0; i < n; ++i) {
+            if (!disk.read(i % 64, rbuf, blk::kSectorSize)) {
+                return 12;
+            }
+        }
+        const std::uint64_t cycles = rdtsc() - start;
+        print("blk-bench: %lu requests, %lu cycles per request, %u interrupts\n", n, cycles / n,
+              t->interrupts() - irq_before);
+        return test::check_interrupts(env, *t) ? 0 : 13;
     }
 
     const std::uint64_t sector = opt_u64("sector", 8);
