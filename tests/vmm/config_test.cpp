@@ -149,3 +149,17 @@ TEST(VmmConfig, MachineChecks) {
 
 }  // namespace
 }  // namespace vireo::vmm
+
+TEST(VmmConfig, LegacyMmioOption) {
+    using vireo::vmm::parse_device;
+    auto l = parse_device("blk,transport=mmio,legacy,image=disk.img", "d");
+    ASSERT_TRUE(l.has_value()) << l.error();
+    EXPECT_TRUE(l->legacy);
+    auto m = parse_device("rng", "d");
+    ASSERT_TRUE(m.has_value());
+    EXPECT_FALSE(m->legacy);
+    auto p = parse_device("blk,transport=pci,legacy,image=disk.img", "d");
+    ASSERT_FALSE(p.has_value());
+    EXPECT_NE(p.error().find("legacy"), std::string::npos);
+    EXPECT_FALSE(parse_device("edu,legacy", "d").has_value());
+}
