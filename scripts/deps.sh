@@ -12,6 +12,8 @@ build=(
     clang clang-format clang-tidy libclang-rt-14-dev
     # libFuzzer builds (scripts/fuzz.sh): clang 16 compiles libstdc++ 12's <expected>.
     clang-16 libclang-rt-16-dev
+    # riscv64 cross compiler: the freestanding drivers must build for another architecture.
+    g++-riscv64-linux-gnu
     git
 )
 guests=(
