@@ -104,6 +104,7 @@ vireo_guest_run() {
     [[ -d /dev/shm && -w /dev/shm ]] && mem_dir=/dev/shm
     TMPDIR=$mem_dir setsid timeout --kill-after=5 "$timeout" "${cmd[@]}" </dev/null >"$log" 2>&1 &
     vireo_guest_pid=$!
+    vireo_guest_find_vmm
     local tail_pid=
     if [[ ${VIREO_VERBOSE:-0} == 1 ]]; then
         tail -n +1 -f --pid="$vireo_guest_pid" "$log" >&2 &
@@ -111,6 +112,7 @@ vireo_guest_run() {
     fi
     local rc=0
     wait "$vireo_guest_pid" || rc=$?
+    vireo_guest_reap
     vireo_guest_pid=
     [[ -z $tail_pid ]] || wait "$tail_pid" 2>/dev/null || true
     rm -rf "$run_dir"
@@ -120,12 +122,37 @@ vireo_guest_run() {
     vireo_guest_status "$log"
 }
 
+# vireo_guest_find_vmm — record the PID of the VMM (linux.uml or QEMU), the child of the
+# `timeout` that supervises it.
+vireo_guest_vmm_pid=
+vireo_guest_find_vmm() {
+    local i c
+    vireo_guest_vmm_pid=
+    for ((i = 0; i < 50; i++)); do
+        c=$(cat "/proc/$vireo_guest_pid/task/$vireo_guest_pid/children" 2>/dev/null) || return 0
+        if [[ -n $c ]]; then
+            vireo_guest_vmm_pid=${c%% *}
+            return 0
+        fi
+        sleep 0.02
+    done
+}
+
+# vireo_guest_reap — end what is left of a guest. UML makes itself a session leader, and when it
+# dies without a clean poweroff (timeout, crash) the host processes that ran its guest processes
+# survive it, orphaned, in its process group: kill that group, and the supervisor's.
+vireo_guest_reap() {
+    [[ -z $vireo_guest_vmm_pid ]] || kill -KILL -- "-$vireo_guest_vmm_pid" 2>/dev/null || true
+    [[ -z $vireo_guest_pid ]] || kill -KILL -- "-$vireo_guest_pid" 2>/dev/null || true
+    vireo_guest_vmm_pid=
+}
+
 # vireo_guest_stop — kill a guest still running (for EXIT traps).
 vireo_guest_stop() {
     [[ -n $vireo_guest_pid ]] || return 0
     kill -TERM -- "-$vireo_guest_pid" 2>/dev/null || kill -TERM "$vireo_guest_pid" 2>/dev/null || true
     sleep 0.5
-    kill -KILL -- "-$vireo_guest_pid" 2>/dev/null || true
+    vireo_guest_reap
     wait "$vireo_guest_pid" 2>/dev/null || true
     vireo_guest_pid=
 }
