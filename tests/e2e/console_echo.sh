@@ -19,7 +19,7 @@ dev_vireo "$W/vireo.log" "$W/con.sock" "$W/p0.sock" "$W/p1.sock" -- console \
 # buffer it), so that host end waits for the guest's marker on the UML console first.
 (
     for _ in $(seq 1 600); do
-        grep -q HVC0-RAW "$W/guest-g.log" 2>/dev/null && break
+        grep -q -e HVC0-RAW -e VIREO-EXIT "$W/guest-g.log" 2>/dev/null && break
         sleep 0.1
     done
     echo ping-hvc0
