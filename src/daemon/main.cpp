@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bridge/run.hpp"
 #include "daemon/config.hpp"
 #include "devices/blk.hpp"
 #include "devices/console.hpp"
@@ -302,6 +303,10 @@ int main(int argc, char** argv) {
 
     DaemonConfig cfg;
     if (run->parsed()) {
+        // A zone configuration (hvisor's virtio_cfg.json format): the hypervisor bridge.
+        if (auto rc = vireo::bridge::run_if_zone_config(config_path, run_verbose)) {
+            return *rc;
+        }
         auto loaded = vireo::daemon::load_config(config_path);
         if (!loaded) {
             return usage_error(loaded.error());

@@ -1,0 +1,15 @@
+// `vireo run CONFIG.json` with a zone configuration (docs/bridge.md): the daemon's entry point
+// into the bridge, kept here so the daemon's own code needs only a two-line hook.
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace vireo::bridge {
+
+// If the file at `path` is a zone configuration (top-level "zones"), serves it until
+// SIGTERM/SIGINT and returns the exit status (0; 1 setup failure; 2 configuration error).
+// Returns nullopt for any other document (or an unreadable file), which the caller handles.
+std::optional<int> run_if_zone_config(const std::string& path, bool verbose);
+
+}  // namespace vireo::bridge
