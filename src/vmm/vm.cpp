@@ -24,6 +24,7 @@
 #include "vhost_user/log.hpp"
 #include "virtq/features.hpp"
 #include "vmm/boot_info.hpp"
+#include "vmm/device_model.hpp"
 #include "vmm/uart.hpp"
 #include "vmm/x86_boot.hpp"
 
@@ -50,31 +51,6 @@ void install(int sig, void (*handler)(int)) {
     sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
     ::sigaction(sig, &sa, nullptr);
 }
-
-// Offers a model's features minus some (packed=off: no VIRTIO_F_RING_PACKED).
-class FeatureMask final : public dev::VirtioDevice {
-  public:
-    FeatureMask(std::unique_ptr<dev::VirtioDevice> inner, std::uint64_t removed)
-        : inner_(std::move(inner)), removed_(removed) {}
-    std::uint32_t device_id() const override { return inner_->device_id(); }
-    std::uint64_t device_features() const override { return inner_->device_features() & ~removed_; }
-    std::uint16_t num_queues() const override { return inner_->num_queues(); }
-    std::uint16_t max_queue_size() const override { return inner_->max_queue_size(); }
-    std::span<const std::uint8_t> config() const override { return inner_->config(); }
-    void write_config(std::uint32_t offset, std::span<const std::uint8_t> data) override {
-        inner_->write_config(offset, data);
-    }
-    void set_features(std::uint64_t negotiated) override { inner_->set_features(negotiated); }
-    std::unique_ptr<dev::QueueHandler> start_queue(std::uint16_t index,
-                                                   dev::QueueHandle q) override {
-        return inner_->start_queue(index, q);
-    }
-    void reset() override { inner_->reset(); }
-
-  private:
-    std::unique_ptr<dev::VirtioDevice> inner_;
-    std::uint64_t removed_;
-};
 
 // Port 0xF4: a 32-bit write ends the VM with value & 0xff.
 class ExitPort final : public transport::BusDevice {
@@ -281,92 +257,24 @@ transport::MsiSink& Vm::make_msi_sink() {
 }
 
 std::expected<void, std::string> Vm::add_device(const DeviceSpec& d) {
-    std::unique_ptr<dev::VirtioDevice> model;
-    switch (d.kind) {
-        case DeviceKind::kBlk: {
-            auto b = dev::BlkDevice::open(d.blk);
-            if (!b) {
-                return std::unexpected(b.error());
-            }
-            blks_.push_back(b->get());
-            model = std::move(*b);
-            break;
+    if (d.kind == DeviceKind::kEdu) {
+        const int slot = next_pci_slot_++;
+        auto edu = std::make_shared<transport::EduDevice>(mem_, make_msi_sink());
+        edu->connect_intx(make_line(boot::kPciFirstGsi + static_cast<std::uint32_t>(slot) % 4));
+        if (!pci_host_->add(slot, edu)) {
+            return std::unexpected(fmt::format("PCI slot {} unavailable", slot));
         }
-        case DeviceKind::kNet: {
-            dev::NetOptions o;
-            o.mac = d.mac;
-            o.queue_pairs = d.queue_pairs;
-            o.queue_size = d.queue_size;
-            if (!d.net_switch.empty()) {
-                // Devices naming the same switch in this process share it (NetSwitch::get).
-                auto port = dev::NetSwitch::get(d.net_switch)->add_port(d.queue_pairs);
-                if (!port) {
-                    return std::unexpected(port.error());
-                }
-                o.backend = std::move(*port);
-            } else {
-                auto tap = dev::NetTap::open(d.tap, d.queue_pairs);
-                if (!tap) {
-                    return std::unexpected(tap.error());
-                }
-                o.backend = std::move(*tap);
-            }
-            auto n = dev::NetDevice::create(std::move(o));
-            if (!n) {
-                return std::unexpected(n.error());
-            }
-            model = std::move(*n);
-            break;
-        }
-        case DeviceKind::kConsole: {
-            dev::ConsoleOptions o;
-            o.queue_size = d.queue_size;
-            UniqueFd in;
-            UniqueFd out;
-            if (!d.console_file.empty()) {
-                in.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-                out.reset(
-                    ::open(d.console_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-                if (!in || !out) {
-                    return std::unexpected(
-                        fmt::format("cannot open '{}': {}", d.console_file, std::strerror(errno)));
-                }
-                o.ports[0].kind = dev::ConsoleBackendKind::kFds;
-                o.ports[0].in_fd = in.get();  // duplicated by the back end
-                o.ports[0].out_fd = out.get();
-            }
-            auto c = dev::ConsoleDevice::create(o);
-            if (!c) {
-                return std::unexpected(c.error());
-            }
-            model = std::move(*c);
-            break;
-        }
-        case DeviceKind::kRng: {
-            dev::RngOptions o;
-            o.max_bytes_per_sec = d.rng_rate;
-            o.queue_size = d.queue_size;
-            auto r = dev::RngDevice::create(o);
-            if (!r) {
-                return std::unexpected(r.error());
-            }
-            model = std::move(*r);
-            break;
-        }
-        case DeviceKind::kEdu: {
-            const int slot = next_pci_slot_++;
-            auto edu = std::make_shared<transport::EduDevice>(mem_, make_msi_sink());
-            edu->connect_intx(make_line(boot::kPciFirstGsi + static_cast<std::uint32_t>(slot) % 4));
-            if (!pci_host_->add(slot, edu)) {
-                return std::unexpected(fmt::format("PCI slot {} unavailable", slot));
-            }
-            edus_.push_back(std::move(edu));
-            return {};
-        }
+        edus_.push_back(std::move(edu));
+        return {};
     }
-    if (!d.packed) {
-        model = std::make_unique<FeatureMask>(std::move(model), 1ull << virtq::kFRingPacked);
+    auto made = make_virtio_model(d);
+    if (!made) {
+        return std::unexpected(made.error());
     }
+    if (made->blk != nullptr) {
+        blks_.push_back(made->blk);
+    }
+    std::unique_ptr<dev::VirtioDevice> model = std::move(made->model);
     dev::VirtioDevice& m = *model;
     models_.push_back(std::move(model));
 
