@@ -1,6 +1,7 @@
 #include "memory/guest_memory.hpp"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -120,6 +121,18 @@ std::expected<void, MemoryError> GuestMemory::add_memfd(std::uint64_t gpa, std::
     return add_fd(gpa, size, std::move(fd), 0);
 }
 
+bool fd_covers(int fd, std::uint64_t offset, std::uint64_t len) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+        return false;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return true;
+    }
+    const auto file_size = static_cast<std::uint64_t>(st.st_size);
+    return offset <= file_size && len <= file_size - offset;
+}
+
 std::expected<void, MemoryError> GuestMemory::add_fd(std::uint64_t gpa, std::uint64_t size,
                                                      UniqueFd fd, std::uint64_t fd_offset,
                                                      std::uint64_t user_addr, bool read_only) {
@@ -129,6 +142,9 @@ std::expected<void, MemoryError> GuestMemory::add_fd(std::uint64_t gpa, std::uin
     }
     if (auto ok = check_new(gpa, size); !ok) {
         return ok;
+    }
+    if (!fd_covers(fd.get(), fd_offset, size)) {
+        return std::unexpected(MemoryError::kMapFailed);
     }
     const int prot = read_only ? PROT_READ : (PROT_READ | PROT_WRITE);
     auto m =

@@ -76,6 +76,12 @@ struct HostSegment {
     std::uint64_t len;
 };
 
+// False when `fd` is a file (regular file, memfd, hugetlbfs) that ends before offset + len:
+// mapping beyond its end succeeds, but the first access there raises SIGBUS, so a hostile peer
+// handing over a short file could kill the process. Other kinds (block or character devices)
+// cannot be checked by size and pass.
+bool fd_covers(int fd, std::uint64_t offset, std::uint64_t len);
+
 class GuestMemory {
   public:
     GuestMemory() = default;

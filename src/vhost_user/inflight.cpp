@@ -9,6 +9,7 @@
 #include <cstring>
 #include <utility>
 
+#include "memory/guest_memory.hpp"
 #include "virtq/ring_layout.hpp"
 
 namespace vireo::vhost_user {
@@ -79,6 +80,9 @@ std::expected<InflightBuffer, std::string> InflightBuffer::map(UniqueFd fd, std:
     const std::uint64_t skew = offset % page;
     if (offset > static_cast<std::uint64_t>(INT64_MAX) || size > SIZE_MAX - skew) {
         return std::unexpected(std::string("inflight buffer offset/size out of range"));
+    }
+    if (!fd_covers(fd.get(), offset, size)) {
+        return std::unexpected(std::string("inflight buffer extends past the end of its file"));
     }
     InflightBuffer b;
     b.map_len_ = size + skew;
