@@ -8,7 +8,7 @@ set -euo pipefail
 build=(
     cmake ninja-build g++ pkg-config
     libgtest-dev libgmock-dev libbenchmark-dev liburing-dev nlohmann-json3-dev libcli11-dev
-    libfmt-dev
+    libfmt-dev libseccomp-dev
     clang clang-format clang-tidy libclang-rt-14-dev
     # libFuzzer builds (scripts/fuzz.sh): clang 16 compiles libstdc++ 12's <expected>.
     clang-16 libclang-rt-16-dev

@@ -1,0 +1,245 @@
+#include "sandbox/sandbox.hpp"
+
+#include <fmt/format.h>
+#include <linux/capability.h>
+#include <linux/if_tun.h>
+#include <seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+namespace vireo::sandbox {
+namespace {
+
+// Which thread classes may make a call.
+enum Who : unsigned {
+    kWorker = 1u << 0,    // ring workers (and the I/O engines they own)
+    kLoopOnly = 1u << 1,  // only the event loop (process-wide filter)
+    kAll = kWorker | kLoopOnly,
+};
+
+struct Rule {
+    const char* name;  // resolved with seccomp_syscall_resolve_name: no per-arch tables here
+    unsigned who;
+};
+
+// The allow-list. Grouped by purpose; docs/security.md explains each group. Calls the C/C++
+// runtime makes on its own (malloc, threads, abort) are included: they cannot be avoided.
+constexpr Rule kRules[] = {
+    // Memory: allocator, thread stacks, guest memory tables (SET_MEM_TABLE maps the front end's
+    // memfds on the loop thread; workers only allocate).
+    {"brk", kAll},
+    {"mmap", kAll},
+    {"munmap", kAll},
+    {"mremap", kAll},
+    {"mprotect", kAll},
+    {"madvise", kAll},
+    // Threads, synchronisation, signals, exit.
+    {"futex", kAll},
+    {"clone", kLoopOnly},
+    {"clone3", kLoopOnly},
+    {"set_robust_list", kAll},
+    {"rseq", kAll},
+    {"sched_yield", kAll},
+    {"sched_getaffinity", kAll},
+    {"gettid", kAll},
+    {"getpid", kAll},
+    {"tgkill", kAll},
+    {"rt_sigprocmask", kAll},
+    {"rt_sigreturn", kAll},
+    {"sigaltstack", kAll},
+    {"rt_sigaction", kAll},
+    {"restart_syscall", kAll},
+    {"exit", kAll},
+    {"exit_group", kAll},
+    // File descriptors the process already holds: images, eventfds, sockets, memfds, ptys.
+    {"read", kAll},
+    {"write", kAll},
+    {"readv", kAll},
+    {"writev", kAll},
+    {"pread64", kAll},
+    {"pwrite64", kAll},
+    {"preadv", kAll},
+    {"pwritev", kAll},
+    {"preadv2", kAll},
+    {"pwritev2", kAll},
+    {"close", kAll},
+    {"dup", kAll},
+    {"dup3", kAll},
+    {"fcntl", kAll},
+    {"fstat", kAll},
+    {"newfstatat", kAll},
+    {"stat", kAll},
+    {"lstat", kAll},
+    {"statx", kAll},
+    {"lseek", kAll},
+    {"fsync", kAll},
+    {"fdatasync", kAll},
+    {"fallocate", kAll},
+    // Inflight areas (GET_INFLIGHT_FD): a new memfd sized with ftruncate.
+    {"memfd_create", kLoopOnly},
+    {"ftruncate", kLoopOnly},
+    // Waiting.
+    {"poll", kAll},
+    {"ppoll", kAll},
+    {"epoll_wait", kAll},
+    {"epoll_pwait", kAll},
+    {"epoll_ctl", kAll},
+    {"epoll_create1", kAll},
+    {"eventfd2", kAll},
+    {"timerfd_create", kAll},
+    {"timerfd_settime", kAll},
+    {"timerfd_gettime", kAll},
+    {"nanosleep", kAll},
+    {"clock_nanosleep", kAll},
+    {"clock_gettime", kAll},
+    {"gettimeofday", kAll},
+    // Sockets on fds already open: vhost-user (with SCM_RIGHTS), console and vsock host sides.
+    // socket() itself is allowed below for AF_UNIX only (vsock connects to host services).
+    {"recvmsg", kAll},
+    {"sendmsg", kAll},
+    {"recvfrom", kAll},
+    {"sendto", kAll},
+    {"shutdown", kAll},
+    {"connect", kAll},
+    {"getsockopt", kAll},
+    {"setsockopt", kAll},
+    {"getsockname", kAll},
+    {"getpeername", kAll},
+    {"accept4", kLoopOnly},
+    {"accept", kLoopOnly},
+    // io_uring engine: one ring per queue, created when the queue starts.
+    {"io_uring_setup", kAll},
+    {"io_uring_enter", kAll},
+    {"io_uring_register", kAll},
+    // rng device, and the socket file removed at shutdown.
+    {"getrandom", kAll},
+    {"unlink", kLoopOnly},
+    {"unlinkat", kLoopOnly},
+};
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__has_feature)
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#define VIREO_SANDBOX_ASAN 1
+#endif
+#endif
+
+#ifdef VIREO_SANDBOX_ASAN
+// Sanitizer builds only: the runtime reads /proc/self/maps and, at exit, LeakSanitizer stops the
+// world with ptrace from a cloned task. Release builds never allow these.
+constexpr const char* kSanitizerCalls[] = {
+    "openat", "open",       "readlink", "ptrace", "wait4", "waitid",           "getppid",
+    "prctl",  "getdents64", "pipe2",    "kill",   "clone", "sched_getaffinity"};
+#endif
+
+// ioctl requests a running back end makes: TAP offloads/header size after feature
+// negotiation, readiness and terminal queries on console and socket fds.
+// The console's terminal is restored (TCSETS) when it shuts down.
+constexpr unsigned long kIoctls[] = {TUNSETOFFLOAD, TUNSETVNETHDRSZ, FIONREAD, FIONBIO,
+                                     TCGETS,        TCSETS,          TCSETSW,  TIOCGWINSZ};
+
+struct CtxDeleter {
+    void operator()(void* c) const { seccomp_release(static_cast<scmp_filter_ctx>(c)); }
+};
+
+std::string failed(std::string_view what, int rc) {
+    return fmt::format("seccomp: {}: {}", what, std::strerror(-rc));
+}
+
+}  // namespace
+
+std::string_view to_string(ThreadClass c) {
+    switch (c) {
+        case ThreadClass::kProcess:
+            return "process";
+        case ThreadClass::kQueueWorker:
+            return "queue-worker";
+    }
+    return "?";
+}
+
+std::expected<void, std::string> install(ThreadClass c) {
+    const unsigned who = c == ThreadClass::kProcess ? kLoopOnly : kWorker;
+    std::unique_ptr<void, CtxDeleter> ctx(seccomp_init(SCMP_ACT_KILL_PROCESS));
+    if (!ctx) {
+        return std::unexpected(std::string("seccomp_init failed"));
+    }
+    auto* f = static_cast<scmp_filter_ctx>(ctx.get());
+    for (const Rule& r : kRules) {
+        if ((r.who & who) == 0) {
+            continue;
+        }
+        const int nr = seccomp_syscall_resolve_name(r.name);
+        if (nr == __NR_SCMP_ERROR) {
+            continue;  // not a system call on this architecture
+        }
+        if (int rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, nr, 0); rc != 0) {
+            return std::unexpected(failed(r.name, rc));
+        }
+    }
+#ifdef VIREO_SANDBOX_ASAN
+    for (const char* name : kSanitizerCalls) {
+        if (const int nr = seccomp_syscall_resolve_name(name); nr != __NR_SCMP_ERROR) {
+            seccomp_rule_add(f, SCMP_ACT_ALLOW, nr, 0);  // may duplicate a rule: ignored
+        }
+    }
+#endif
+    // socket(): unix domain only. No network sockets, no netlink: a compromised back end
+    // cannot reach anything the host did not already give it.
+    if (int rc =
+            seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+        rc != 0) {
+        return std::unexpected(failed("socket", rc));
+    }
+    for (unsigned long req : kIoctls) {
+        // The request argument is an int in the kernel: compare the low 32 bits only.
+        if (int rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                                      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, req));
+            rc != 0) {
+            return std::unexpected(failed("ioctl", rc));
+        }
+    }
+    // Thread names (pthread_setname_np) only.
+    if (int rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+                                  SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
+        rc != 0) {
+        return std::unexpected(failed("prctl", rc));
+    }
+    if (c == ThreadClass::kProcess) {
+        // Every thread, present and future (new threads inherit the filter).
+        if (int rc = seccomp_attr_set(f, SCMP_FLTATR_CTL_TSYNC, 1); rc != 0) {
+            return std::unexpected(failed("TSYNC", rc));
+        }
+    }
+    if (int rc = seccomp_load(f); rc != 0) {
+        return std::unexpected(failed("load", rc));
+    }
+    return {};
+}
+
+std::expected<void, std::string> drop_capabilities() {
+    // Bounding set first (needs CAP_SETPCAP, which we still have if we have anything).
+    for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
+        if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1 &&
+            ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EPERM) {
+            return std::unexpected(
+                fmt::format("PR_CAPBSET_DROP {}: {}", cap, std::strerror(errno)));
+        }
+    }
+    ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);  // EINVAL on old kernels: fine
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+    if (::syscall(SYS_capset, &hdr, data) != 0) {
+        return std::unexpected(fmt::format("capset: {}", std::strerror(errno)));
+    }
+    return {};
+}
+
+}  // namespace vireo::sandbox

@@ -1,0 +1,39 @@
+// Confinement of a back-end process after its setup: a seccomp-bpf allow-list of system calls
+// (libseccomp) and dropping every capability. See docs/security.md for the policy and why each
+// system call is on the list.
+//
+// Usage: open images, TAPs and listening sockets first (they need privileges and open()), then
+// drop_capabilities() and install(ThreadClass::kProcess) from the main thread before any other
+// thread exists, or with TSYNC after. Threads created later inherit the filter; a thread may
+// narrow itself further with install(kQueueWorker) (filters stack: a call must pass all of them).
+#pragma once
+
+#include <expected>
+#include <string>
+#include <string_view>
+
+namespace vireo::sandbox {
+
+enum class ThreadClass {
+    // Everything a running daemon does on any thread: the event loop (accept, vhost-user
+    // messages with fds, mapping guest memory, creating ring workers and inflight memfds), the
+    // queue workers and the I/O engines. Installed process-wide (all threads, TSYNC).
+    kProcess,
+    // A ring worker: polls its kick/stop fds, runs the device model, does file and socket I/O
+    // on descriptors it already has, signals call eventfds. No new sockets, no exec, no mapping
+    // of new guest memory.
+    kQueueWorker,
+};
+
+std::string_view to_string(ThreadClass c);
+
+// Installs the allow-list for `c`. A system call outside it kills the whole process with
+// SIGSYS (SECCOMP_RET_KILL_PROCESS): a confused back end must not keep running half-working.
+// Also sets PR_SET_NO_NEW_PRIVS. kProcess applies to every thread of the process.
+std::expected<void, std::string> install(ThreadClass c);
+
+// Drops every capability (effective, permitted, inheritable, bounding set and ambient) of the
+// calling process. A no-op when it has none. Call after TAPs are opened: their fds keep working.
+std::expected<void, std::string> drop_capabilities();
+
+}  // namespace vireo::sandbox
