@@ -28,6 +28,7 @@
 #include "devices/net_tap.hpp"
 #include "devices/rng.hpp"
 #include "devices/vsock.hpp"
+#include "sandbox/sandbox.hpp"
 #include "vhost_user/log.hpp"
 #include "vhost_user/server.hpp"
 
@@ -165,6 +166,22 @@ std::expected<void, std::string> add_device(const DeviceConfig& d, Devices& out)
     return {};
 }
 
+// --no-sandbox turns confinement off (debugging, strace); see docs/security.md.
+bool g_sandbox = true;
+
+// After setup (images, TAPs, listening sockets open) and before any thread or connection exists:
+// no capabilities, and a seccomp allow-list for the rest of the process's life.
+std::expected<void, std::string> confine() {
+    if (!g_sandbox) {
+        vireo::log::info("sandbox disabled (--no-sandbox)");
+        return {};
+    }
+    if (auto ok = vireo::sandbox::drop_capabilities(); !ok) {
+        return ok;
+    }
+    return vireo::sandbox::install(vireo::sandbox::ThreadClass::kProcess);
+}
+
 int serve(const DaemonConfig& cfg) {
     vireo::log::set_level(cfg.verbose ? vireo::log::Level::kTrace : vireo::log::Level::kInfo);
     Devices devices;
@@ -177,6 +194,10 @@ int serve(const DaemonConfig& cfg) {
     auto server = vireo::vhost_user::Server::create(std::move(devices.endpoints));
     if (!server) {
         vireo::log::error("{}", server.error());
+        return kExitSetup;
+    }
+    if (auto ok = confine(); !ok) {
+        vireo::log::error("sandbox: {}", ok.error());
         return kExitSetup;
     }
     return (*server)->run();
@@ -207,6 +228,11 @@ void add_common(CLI::App* app, Common& c) {
 int main(int argc, char** argv) {
     CLI::App app{"vireo: vhost-user device back end"};
     app.require_subcommand(1);
+    // Accepted before or after the subcommand (fallthrough).
+    app.add_flag("--sandbox,!--no-sandbox", g_sandbox,
+                 "Confine the process after setup: seccomp allow-list, no capabilities "
+                 "(default on)");
+    app.fallthrough();
 
     // --- vireo blk ---------------------------------------------------------------------
     CLI::App* blk = app.add_subcommand("blk", "Serve one virtio-blk device over vhost-user");
