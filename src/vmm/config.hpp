@@ -50,6 +50,10 @@ struct VmmConfig {
     bool verbose = false;
     bool irqfd = true;   // irqfd (+ resamplefd, GSI routes for MSI) where KVM has them
     bool stats = false;  // print exit and interrupt counters when the VM stops
+    // Bridge mode (docs/bridge.md): virtio-mmio devices are served by a `vireo` daemon through
+    // the hypervisor bridge at this unix socket, as zone `zone`; vireo-vmm only traps.
+    std::string bridge;
+    std::uint32_t zone = 0;
     std::vector<DeviceSpec> devices;
 };
 

@@ -78,6 +78,11 @@ int run(int argc, char** argv) {
     app.add_flag("--no-irqfd", no_irqfd,
                  "Inject interrupts with KVM_IRQ_LINE / KVM_SIGNAL_MSI only (no irqfd)");
     app.add_flag("--stats", stats, "Print exit and interrupt counters to stderr at the end");
+    std::string bridge_socket;
+    std::uint32_t zone = 0;
+    app.add_option("--bridge", bridge_socket,
+                   "Serve virtio-mmio through a vireo daemon's hypervisor bridge at this socket");
+    app.add_option("--zone", zone, "Zone (VM) id for --bridge");
     auto* o_bench = app.add_option("--bench-exits", bench,
                                    "Measure µs per PIO exit with a built-in guest of N `out`s");
     try {
@@ -130,6 +135,10 @@ int run(int argc, char** argv) {
     }
     if (stats) {
         cfg.stats = true;
+    }
+    if (!bridge_socket.empty()) {
+        cfg.bridge = bridge_socket;
+        cfg.zone = zone;
     }
     for (std::size_t i = 0; i < devices.size(); ++i) {
         auto d = parse_device(devices[i], fmt::format("--device #{} '{}'", i + 1, devices[i]));

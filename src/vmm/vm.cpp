@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "bridge/client.hpp"
 #include "devices/blk.hpp"
 #include "devices/console.hpp"
 #include "devices/net.hpp"
@@ -189,6 +190,11 @@ std::expected<void, std::string> Vm::build(std::span<const std::uint8_t> file,
                 fmt::format("{} ({}): {}", d.where, to_string(d.kind), r.error()));
         }
     }
+    if (!cfg_.bridge.empty()) {
+        if (auto r = attach_bridge(); !r) {
+            return std::unexpected("--bridge " + cfg_.bridge + ": " + r.error());
+        }
+    }
 
     BootInfoParams bp;
     bp.mem_size = cfg_.mem_size;
@@ -231,6 +237,39 @@ std::expected<void, std::string> Vm::build(std::span<const std::uint8_t> file,
             return std::unexpected(r.error());
         }
     }
+    return {};
+}
+
+std::expected<void, std::string> Vm::attach_bridge() {
+    bridge::ClientOptions o;
+    o.socket = cfg_.bridge;
+    o.vm_id = cfg_.zone;
+    o.vcpus = cfg_.vcpus;
+    o.mem_fd = mem_.regions()[0]->fd();  // the daemon maps what its config names for the zone
+    auto c = bridge::BridgeClient::connect(o);
+    if (!c) {
+        return std::unexpected(c.error());
+    }
+    bridge_ = std::move(*c);
+    for (const bridge::DeviceInfo& d : bridge_->devices()) {
+        // Trapped accesses go to the daemon; no ioeventfd: QueueNotify is a ring request too.
+        if (d.len > UINT32_MAX || !mmio_->insert(d.addr, d.len, bridge_->bus_device(d.addr))) {
+            return std::unexpected(
+                fmt::format("device at {:#x}+{:#x} does not fit", d.addr, d.len));
+        }
+        mmio_slots_.push_back({d.addr, static_cast<std::uint32_t>(d.len), d.irq});
+        if (!bridge_lines_.contains(d.irq)) {
+            bridge_lines_.emplace(d.irq, &make_line(d.irq));
+        }
+    }
+    log::info("bridge: zone {} with {} device(s) from {}", cfg_.zone, bridge_->devices().size(),
+              cfg_.bridge);
+    bridge_->start_irq_thread([this](std::uint32_t irq, bool level) {
+        // Only lines of devices the daemon announced: an unknown irq is dropped.
+        if (auto it = bridge_lines_.find(irq); it != bridge_lines_.end()) {
+            it->second->set_level(level);
+        }
+    });
     return {};
 }
 
@@ -567,6 +606,7 @@ void Vm::shutdown() {
     pci_host_.reset();
     pio_.reset();
     mmio_.reset();
+    bridge_.reset();  // its interrupt thread uses the lines, which outlive it
     pci_virtio_.clear();
     mmio_devs_.clear();
     edus_.clear();

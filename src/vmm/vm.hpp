@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <expected>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -37,6 +38,10 @@ class EduDevice;
 
 namespace vireo::dev {
 class BlkDevice;
+}
+
+namespace vireo::bridge {
+class BridgeClient;
 }
 
 namespace vireo::vmm {
@@ -104,6 +109,8 @@ class Vm {
     std::expected<void, std::string> build(std::span<const std::uint8_t> file,
                                            const ElfImage& image);
     std::expected<void, std::string> add_device(const DeviceSpec& spec);
+    // --bridge: the daemon's devices on the MMIO bus, its interrupt requests on our lines.
+    std::expected<void, std::string> attach_bridge();
     void stop(int code, std::string message, bool guest_exit = false);
     void vcpu_thread(KvmVcpu& vcpu);
     bool handle_exit(KvmVcpu& vcpu);  // false: this vCPU stops
@@ -137,6 +144,8 @@ class Vm {
     std::unique_ptr<transport::PciHost> pci_host_;
     std::vector<std::shared_ptr<transport::VirtioMmio>> mmio_devs_;
     std::vector<MmioSlotInfo> mmio_slots_;
+    std::unique_ptr<bridge::BridgeClient> bridge_;
+    std::map<std::uint32_t, transport::IrqLine*> bridge_lines_;  // by the daemon's irq number
     std::vector<PciVirtio> pci_virtio_;
     std::vector<std::shared_ptr<transport::EduDevice>> edus_;
     int next_pci_slot_ = 1;
