@@ -296,7 +296,8 @@ std::expected<DaemonConfig, std::string> parse_config(std::string_view text) {
         try {
             const json again = json::parse(text);
             (void)again;
-        } catch (const json::parse_error& e) {
+        } catch (const json::exception& e) {
+            // parse_error, or out_of_range for a number beyond double (e.g. 44e4444444).
             return bad("invalid JSON: {}", e.what());
         }
         return bad("invalid JSON");
