@@ -90,10 +90,10 @@ crash_at() {
     vireo_backend_pid=
     # The rounds the guest has finished (each ended with a FLUSH) are all on disk; the slots of
     # the round in progress hold it or the previous one, never anything else.
-    local done
-    done=$(rounds_done)
-    vireo_log "killed the back end after round $done"
-    e2e_check "after-kill-$n-flushed-rounds-on-disk" check_slots "$img" "$done" $((done + 1))
+    local last
+    last=$(rounds_done)
+    vireo_log "killed the back end after round $last"
+    e2e_check "after-kill-$n-flushed-rounds-on-disk" check_slots "$img" "$last" $((last + 1))
     cp "$W/backend.log" "$W/backend-before-kill-$n.log"
     e2e_backend "$img"
 }
