@@ -172,11 +172,7 @@ void Hart::exec_fp(u32 insn, u64 next) {
 
     if (opc == op::kLoadFp || opc == op::kStoreFp) {
         const bool is_load = opc == op::kLoadFp;
-        const u64 imm =
-            is_load
-                ? static_cast<u64>(static_cast<std::int64_t>(static_cast<std::int32_t>(insn) >> 20))
-                : static_cast<u64>(static_cast<std::int64_t>(
-                      (static_cast<std::int32_t>(insn) >> 25) << 5 | ((insn >> 7) & 0x1f)));
+        const u64 imm = is_load ? imm_i(insn) : imm_s(insn);
         const u64 va = x[rs1] + imm;
         if (f3 == 2) {
             if (is_load) {

@@ -28,28 +28,6 @@ constexpr u64 sext32(u64 v) {
     return static_cast<u64>(static_cast<i64>(static_cast<i32>(v)));
 }
 
-// Immediate decoders (Unprivileged §2.3).
-inline u64 imm_i(u32 insn) {
-    return static_cast<u64>(static_cast<i64>(static_cast<i32>(insn) >> 20));
-}
-inline u64 imm_s(u32 insn) {
-    return static_cast<u64>(
-        static_cast<i64>((static_cast<i32>(insn) >> 25) << 5 | ((insn >> 7) & 0x1f)));
-}
-inline u64 imm_b(u32 insn) {
-    const i32 v = ((static_cast<i32>(insn) >> 31) << 12) | (((insn >> 7) & 1) << 11) |
-                  (((insn >> 25) & 0x3f) << 5) | (((insn >> 8) & 0xf) << 1);
-    return static_cast<u64>(static_cast<i64>(v));
-}
-inline u64 imm_u(u32 insn) {
-    return sext32(insn & 0xfffff000u);
-}
-inline u64 imm_j(u32 insn) {
-    const i32 v = ((static_cast<i32>(insn) >> 31) << 20) | (insn & 0xff000) |
-                  (((insn >> 20) & 1) << 11) | (((insn >> 21) & 0x3ff) << 1);
-    return static_cast<u64>(static_cast<i64>(v));
-}
-
 // M extension division rules (Unprivileged §7.2): no traps, defined results.
 inline u64 div_s(i64 a, i64 b) {
     if (b == 0) return ~0ull;

@@ -63,4 +63,32 @@ constexpr std::uint32_t enc_j(std::uint32_t rd, std::uint32_t imm) {
            (((imm >> 12) & 0xff) << 12) | (rd << 7) | op::kJal;
 }
 
+// Immediate decoders (Unprivileged §2.3): sign-extended to 64 bits.
+constexpr std::uint64_t imm_i(std::uint32_t insn) {
+    return static_cast<std::uint64_t>(
+        static_cast<std::int64_t>(static_cast<std::int32_t>(insn) >> 20));
+}
+constexpr std::uint64_t imm_s(std::uint32_t insn) {
+    const std::int32_t v = ((static_cast<std::int32_t>(insn) >> 25) * 32) |
+                           static_cast<std::int32_t>((insn >> 7) & 0x1f);
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(v));
+}
+constexpr std::uint64_t imm_b(std::uint32_t insn) {
+    const std::int32_t v =
+        ((static_cast<std::int32_t>(insn) >> 31) * 4096) |
+        static_cast<std::int32_t>((((insn >> 7) & 1) << 11) | (((insn >> 25) & 0x3f) << 5) |
+                                  (((insn >> 8) & 0xf) << 1));
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(v));
+}
+constexpr std::uint64_t imm_u(std::uint32_t insn) {
+    return static_cast<std::uint64_t>(
+        static_cast<std::int64_t>(static_cast<std::int32_t>(insn & 0xfffff000u)));
+}
+constexpr std::uint64_t imm_j(std::uint32_t insn) {
+    const std::int32_t v = ((static_cast<std::int32_t>(insn) >> 31) * (1 << 20)) |
+                           static_cast<std::int32_t>((insn & 0xff000) | (((insn >> 20) & 1) << 11) |
+                                                     (((insn >> 21) & 0x3ff) << 1));
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(v));
+}
+
 }  // namespace vireo::riscv

@@ -113,8 +113,8 @@ constexpr Rule kRules[] = {
     {"setsockopt", kAll},
     {"getsockname", kAll},
     {"getpeername", kAll},
-    {"accept4", kLoopOnly},
-    {"accept", kLoopOnly},
+    {"accept4", kAll},
+    {"accept", kAll},
     // io_uring engine: one ring per queue, created when the queue starts.
     {"io_uring_setup", kAll},
     {"io_uring_enter", kAll},

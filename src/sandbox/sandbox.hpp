@@ -20,8 +20,8 @@ enum class ThreadClass {
     // queue workers and the I/O engines. Installed process-wide (all threads, TSYNC).
     kProcess,
     // A ring worker: polls its kick/stop fds, runs the device model, does file and socket I/O
-    // on descriptors it already has, signals call eventfds. No new sockets, no exec, no mapping
-    // of new guest memory.
+    // (console and vsock workers accept host clients; vsock connects unix sockets), signals
+    // call eventfds. No threads, no memfds, no unlinking; stacked on kProcess.
     kQueueWorker,
 };
 

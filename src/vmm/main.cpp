@@ -19,6 +19,7 @@
 #include "vhost_user/log.hpp"
 #include "vmm/config.hpp"
 #include "vmm/elf_loader.hpp"
+#include "vmm/riscv_main.hpp"
 #include "vmm/vm.hpp"
 
 namespace {
@@ -54,6 +55,9 @@ int bench_exits(VmmConfig cfg, std::uint32_t count) {
 }
 
 int run(int argc, char** argv) {
+    if (wants_riscv(argc, argv)) {
+        return riscv_main(argc, argv);  // the RV64 emulator back end (docs/riscv.md)
+    }
     CLI::App app{"vireo-vmm: KVM VMM for bare-metal x86-64 guests"};
     std::string kernel, mem, append, config_path, serial;
     std::uint32_t vcpus = 1;

@@ -1,0 +1,157 @@
+// vireo-vmm --arch riscv64: the RISC-V system emulator back end (docs/riscv.md).
+//
+//   vireo-vmm --arch riscv64 --kernel Image [--initrd FILE] [--append ARGS] [--mem 256M]
+//             [--harts N] [--bios fw_dynamic.bin] [--device SPEC]... [--serial FILE]
+//             [--timeout SECONDS] [--stats]
+//
+// Without --bios, Debian's OpenSBI fw_dynamic is the M-mode firmware and --kernel the S-mode
+// payload. With --bios a bare-metal program and no --kernel, the program runs alone in M-mode.
+// Exit status: the guest's (sifive_test finisher code), 124 timeout, 1 setup, 2 usage error.
+#include "vmm/riscv_main.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "devices/blk.hpp"
+#include "memory/unique_fd.hpp"
+#include "riscv/machine.hpp"
+#include "transport/log.hpp"
+#include "vmm/config.hpp"
+#include "vmm/device_model.hpp"
+#include "vmm/elf_loader.hpp"
+#include "vmm/vm.hpp"
+
+namespace vireo::vmm {
+
+namespace {
+
+constexpr const char* kDefaultBios = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
+constexpr std::uint64_t kMaxImage = 1ull << 30;
+
+int fail(int code, const std::string& msg) {
+    std::fprintf(stderr, "vireo-vmm: error: %s\n", msg.c_str());
+    return code;
+}
+
+}  // namespace
+
+bool wants_riscv(int argc, char** argv) {
+    for (int i = 1; i + 1 < argc; ++i) {
+        if (std::string_view(argv[i]) == "--arch" && std::string_view(argv[i + 1]) == "riscv64") {
+            return true;
+        }
+    }
+    for (int i = 1; i < argc; ++i) {
+        if (std::string_view(argv[i]) == "--arch=riscv64") return true;
+    }
+    return false;
+}
+
+int riscv_main(int argc, char** argv) {
+    CLI::App app{"vireo-vmm --arch riscv64: RV64GC system emulator"};
+    std::string arch, kernel, initrd, append, mem = "256M", bios, serial;
+    std::uint32_t harts = 1;
+    double timeout = 0;
+    bool stats = false;
+    std::vector<std::string> devices;
+    app.add_option("--arch", arch, "riscv64")->required();
+    app.add_option("--kernel", kernel, "Linux Image (S-mode payload of the firmware)");
+    app.add_option("--initrd", initrd, "Initial ramdisk");
+    app.add_option("--append", append, "Kernel command line (/chosen/bootargs)");
+    app.add_option("--mem", mem, "RAM size (default 256M)");
+    app.add_option("--harts", harts, "Number of harts (1..4)");
+    app.add_option("--bios", bios, "M-mode firmware or bare-metal program (default OpenSBI)");
+    app.add_option("--device", devices,
+                   "blk,image=FILE | net,switch=NAME|tap=NAME | console | rng");
+    app.add_option("--serial", serial, "UART output file (default stdout)");
+    app.add_option("--timeout", timeout, "Wall-clock limit in seconds");
+    app.add_flag("--stats", stats, "Print instructions executed and MIPS at the end");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        return fail(kExitUsage, e.what());
+    }
+    transport::set_log_sink([](std::string_view line) {
+        std::fprintf(stderr, "vireo-vmm: %.*s\n", static_cast<int>(line.size()), line.data());
+    });
+
+    riscv::MachineConfig mc;
+    auto size = parse_size(mem);
+    if (!size) return fail(kExitUsage, "--mem: " + size.error());
+    mc.ram_size = *size;
+    mc.harts = harts;
+    mc.bootargs = append;
+    UniqueFd serial_fd;
+    if (!serial.empty()) {
+        serial_fd.reset(::open(serial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        if (!serial_fd) return fail(kExitSetup, "cannot open --serial " + serial);
+        mc.uart_fd = serial_fd.get();
+    }
+    riscv::BootImages img;
+    if (bios.empty()) {
+        if (kernel.empty()) return fail(kExitUsage, "--kernel or --bios is required");
+        bios = kDefaultBios;
+    }
+    auto fw = read_file(bios, kMaxImage);
+    if (!fw) return fail(kExitUsage, "--bios: " + fw.error());
+    img.firmware = std::move(*fw);
+    if (!kernel.empty()) {
+        auto k = read_file(kernel, kMaxImage);
+        if (!k) return fail(kExitUsage, "--kernel: " + k.error());
+        img.kernel = std::move(*k);
+    }
+    if (!initrd.empty()) {
+        auto i = read_file(initrd, kMaxImage);
+        if (!i) return fail(kExitUsage, "--initrd: " + i.error());
+        img.initrd = std::move(*i);
+    }
+
+    auto machine = riscv::Machine::create(mc);
+    if (!machine) return fail(kExitUsage, machine.error());
+    std::vector<VirtioModel> models;
+    for (std::size_t i = 0; i < devices.size(); ++i) {
+        auto spec = parse_device(devices[i], fmt::format("--device #{} '{}'", i + 1, devices[i]));
+        if (!spec) return fail(kExitUsage, spec.error());
+        if (spec->transport != Transport::kMmio) {
+            return fail(kExitUsage, "riscv64 has virtio-mmio only (transport=mmio)");
+        }
+        auto m = make_virtio_model(*spec);
+        if (!m) return fail(kExitSetup, m.error());
+        if (auto r = (*machine)->add_virtio(*m->model, spec->legacy); !r) {
+            return fail(kExitUsage, r.error());
+        }
+        models.push_back(std::move(*m));
+    }
+    if (auto r = (*machine)->boot(img); !r) return fail(kExitSetup, r.error());
+
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto code = (*machine)->run(timeout);
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (stats) {
+        const std::uint64_t n = (*machine)->instructions();
+        std::fprintf(stderr, "vireo-vmm: %llu instructions in %.2f s: %.1f MIPS\n",
+                     static_cast<unsigned long long>(n), secs, secs > 0 ? n / secs / 1e6 : 0.0);
+    }
+    machine->reset();  // devices stop before their models go
+    for (auto& m : models) {
+        if (m.blk != nullptr && !m.blk->flush_all())
+            std::fprintf(stderr, "vireo-vmm: flush failed\n");
+    }
+    if (!code) {
+        std::fprintf(stderr, "vireo-vmm: timeout after %.1f s\n", secs);
+        return kExitTimeout;
+    }
+    return *code;
+}
+
+}  // namespace vireo::vmm
