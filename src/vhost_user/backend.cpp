@@ -244,6 +244,7 @@ Backend::Result Backend::set_protocol_features(std::uint64_t features) {
     // Workers read the negotiated protocol features (STATUS, SLAVE_REQ) when a queue fails.
     return with_rings_stopped([&]() -> Result {
         acked_protocol_ = features;
+        protocol_features_set_ = true;
         log::info("[{}] protocol features negotiated: {:#x}", name_, features);
         return {};
     });

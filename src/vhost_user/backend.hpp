@@ -99,8 +99,11 @@ class Backend {
 
     Result dispatch(Message& msg, int sock, bool& replied);
     bool has_protocol(unsigned bit) const { return (acked_protocol_ & (1ull << bit)) != 0; }
+    // A front end may send SET_PROTOCOL_FEATURES only after seeing VHOST_USER_F_PROTOCOL_FEATURES
+    // offered, so that message counts as negotiation too: QEMU's net front end sends
+    // SET_VRING_ENABLE after it but before SET_FEATURES acks the bit.
     bool protocol_features_negotiated() const {
-        return (acked_features_ & (1ull << kFProtocolFeatures)) != 0;
+        return protocol_features_set_ || (acked_features_ & (1ull << kFProtocolFeatures)) != 0;
     }
     ValidationLimits limits() const;
 
@@ -150,6 +153,7 @@ class Backend {
     std::vector<std::unique_ptr<Vring>> vrings_;
     std::uint64_t acked_features_ = 0;
     std::uint64_t acked_protocol_ = 0;
+    bool protocol_features_set_ = false;  // SET_PROTOCOL_FEATURES seen
     bool features_set_ = false;
     bool owner_ = false;
     std::atomic<std::uint8_t> status_{0};

@@ -38,11 +38,15 @@ vt_value rx_hash "$(sha256sum </tmp/rx | cut -d' ' -f1)"
 GUEST
 } >"$W/qemu.sh"
 
+# vectors=0: Debian's QEMU 7.2 segfaults in vhost_net_start -> msix_set_vector_notifiers when
+# the guest's virtio-net uses MSI-X with a vhost-user back end (seen under gdb; the back end has
+# only exchanged GET_FEATURES/SET_VRING_* by then). INTx avoids QEMU's crashing path; vireo's
+# data path is the same either way.
 dev_vireo "$W/vireo.log" "$W/q.sock" "$W/u.sock" -- run "$W/vireo.json"
 dev_guest_bg q qemu "$W/qemu.sh" --mem 256 --timeout ${NET_QEMU_TIMEOUT:-150} \
     --qemu-arg -chardev --qemu-arg "socket,id=cn,path=$W/q.sock" \
     --qemu-arg -netdev --qemu-arg vhost-user,id=n0,chardev=cn \
-    --qemu-arg -device --qemu-arg virtio-net-pci,netdev=n0,mac=52:54:00:00:02:01
+    --qemu-arg -device --qemu-arg virtio-net-pci,netdev=n0,mac=52:54:00:00:02:01,vectors=0
 dev_guest_bg u uml "$W/uml.sh" --uml-arg "virtio_uml.device=$W/u.sock:1" --mem 256 --timeout ${NET_QEMU_TIMEOUT:-150}
 dev_guest_wait q || true
 dev_guest_wait u || true
