@@ -216,6 +216,34 @@ inline ChainShape measure(Segments out, Segments in) {
     return s;
 }
 
+// A validated buffer and how it goes into the ring: through the slot's indirect table when one
+// exists and the chain has 2..per_slot segments, else as direct descriptors.
+struct ChainPlan : ChainShape {
+    bool indirect = false;
+    std::size_t needed = 0;  // ring descriptors
+};
+
+inline ChainPlan plan_chain(Segments out, Segments in, const void* token, bool have_tables,
+                            std::size_t per_slot, std::size_t size, std::size_t num_free) {
+    ChainPlan p;
+    static_cast<ChainShape&>(p) = measure(out, in);
+    if (p.error != DriverError::kOk) {
+        return p;
+    }
+    if (token == nullptr) {
+        p.error = DriverError::kNullToken;
+        return p;
+    }
+    p.indirect = have_tables && p.segments > 1 && p.segments <= per_slot;
+    p.needed = p.indirect ? 1 : p.segments;
+    if (p.needed > size) {
+        p.error = DriverError::kChainTooLong;  // §2.7.5.3.1, §2.8.17: never longer than the queue
+    } else if (p.needed > num_free) {
+        p.error = DriverError::kNoSpace;  // the whole chain must fit before it starts
+    }
+    return p;
+}
+
 // Validates a used element against the driver's own records (the device is not trusted:
 // §2.7.8.2 / §2.8.22 give the rules an honest device follows; a dishonest one is caught here).
 template <std::size_t N>

@@ -95,22 +95,12 @@ class PackedDriver {
         if (error_ != DriverError::kOk) {
             return broken() ? DriverError::kBroken : error_;
         }
-        const detail::ChainShape shape = detail::measure(out, in);
+        const detail::ChainPlan shape =
+            detail::plan_chain(out, in, token, indirect_ != nullptr, per_slot_, size_, num_free_);
         if (shape.error != DriverError::kOk) {
             return shape.error;
         }
-        if (token == nullptr) {
-            return DriverError::kNullToken;
-        }
-        const bool indirect =
-            indirect_ != nullptr && shape.segments > 1 && shape.segments <= per_slot_;
-        const std::size_t needed = indirect ? 1 : shape.segments;
-        if (needed > size_) {
-            return DriverError::kChainTooLong;  // §2.8.17: never longer than the queue size
-        }
-        if (needed > num_free_) {
-            return DriverError::kNoSpace;  // §2.8.17: the whole list must fit before it starts
-        }
+        const bool indirect = shape.indirect;
         // Fewer buffers than used slots are in flight, so a free id exists whenever a slot does.
         const std::uint16_t id = free_id_;
         free_id_ = next_id_[id];
@@ -157,9 +147,9 @@ class PackedDriver {
         } else {
             store_relaxed(&ring_[head].flags, head_flags);
         }
-        num_free_ = static_cast<std::uint16_t>(num_free_ - needed);
-        staged_ = static_cast<std::uint16_t>(staged_ + needed);
-        state_[id] = {token, shape.writable, static_cast<std::uint16_t>(needed), 0};
+        num_free_ = static_cast<std::uint16_t>(num_free_ - shape.needed);
+        staged_ = static_cast<std::uint16_t>(staged_ + shape.needed);
+        state_[id] = {token, shape.writable, static_cast<std::uint16_t>(shape.needed), 0};
         ++in_flight_;
         return DriverError::kOk;
     }

@@ -104,22 +104,12 @@ class SplitDriver {
         if (error_ != DriverError::kOk) {
             return broken() ? DriverError::kBroken : error_;
         }
-        const detail::ChainShape shape = detail::measure(out, in);
+        const detail::ChainPlan shape =
+            detail::plan_chain(out, in, token, indirect_ != nullptr, per_slot_, size_, num_free_);
         if (shape.error != DriverError::kOk) {
             return shape.error;
         }
-        if (token == nullptr) {
-            return DriverError::kNullToken;
-        }
-        const bool indirect =
-            indirect_ != nullptr && shape.segments > 1 && shape.segments <= per_slot_;
-        const std::size_t needed = indirect ? 1 : shape.segments;
-        if (needed > size_) {
-            return DriverError::kChainTooLong;
-        }
-        if (needed > num_free_) {
-            return DriverError::kNoSpace;
-        }
+        const bool indirect = shape.indirect;
 
         const std::uint16_t head = free_head_;
         std::uint16_t last = head;
@@ -137,8 +127,8 @@ class SplitDriver {
                 desc_, out, in, [this](std::uint16_t i) { return next_[i]; }, head);
         }
         free_head_ = next_[last];
-        num_free_ = static_cast<std::uint16_t>(num_free_ - needed);
-        state_[head] = {token, shape.writable, static_cast<std::uint16_t>(needed), last};
+        num_free_ = static_cast<std::uint16_t>(num_free_ - shape.needed);
+        state_[head] = {token, shape.writable, static_cast<std::uint16_t>(shape.needed), last};
 
         // §2.7.13.2: the head goes into the next available ring slot; the device reads it only
         // after the idx store in kick_prepare(), so no ordering is needed here.
