@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -139,6 +140,13 @@ class RingIrqLine final : public transport::IrqLine {
     std::uint32_t irq_;
     ZoneStats& stats_;
 };
+
+// A restarted hypervisor may say Hello before the zone thread noticed its predecessor's
+// socket close: look at the old socket directly.
+bool peer_alive(int sock) {
+    pollfd p{sock, POLLIN | POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) == 0;
+}
 
 std::expected<std::unique_ptr<dev::VirtioDevice>, std::string> make_model(const ZoneDevice& d) {
     switch (d.type) {
@@ -435,7 +443,7 @@ void BridgeServer::accept_one(UniqueFd conn) {
         return refuse(fmt::format("no zone {} in the config", hello.vm_id));
     }
     const std::lock_guard lock(mu_);
-    if (z->session && !z->session->ended.load()) {
+    if (z->session && !z->session->ended.load() && peer_alive(z->session->conn.get())) {
         return refuse(fmt::format("zone {} already has a hypervisor", hello.vm_id));
     }
     z->session.reset();  // an ended one: devices reset before the new session starts
