@@ -16,6 +16,7 @@ namespace {
 
 // A futex sleep is bounded so a vCPU notices a daemon that died mid-request.
 constexpr long kFutexTimeoutNs = 50'000'000;
+constexpr int kYields = 64;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -136,12 +137,18 @@ AccessResult BridgeClient::access(std::uint32_t vcpu, std::uint64_t addr, std::u
     }
     // Acquire on kSlotDone pairs with the daemon's release exchange: the reply is complete.
     std::uint32_t st = kSlotPending;
-    for (int i = 0; i < spin_; ++i) {
+    // Spin briefly, then yield (on a loaded host the daemon's thread may need our core), then
+    // sleep on the futex.
+    for (int i = 0; i < spin_ + kYields; ++i) {
         st = aref(slot.state).load(std::memory_order_acquire);
         if (st == kSlotDone) {
             break;
         }
-        cpu_relax();
+        if (i < spin_) {
+            cpu_relax();
+        } else {
+            std::this_thread::yield();
+        }
     }
     if (st != kSlotDone) {
         std::uint32_t expected = kSlotPending;
@@ -190,7 +197,8 @@ void BridgeClient::irq_loop() {
     UniqueFd ep(::epoll_create1(EPOLL_CLOEXEC));
     for (int fd : {irq_doorbell_.get(), sock_.get(), stop_.get()}) {
         epoll_event ev{};
-        ev.events = fd == sock_.get() ? std::uint32_t{EPOLLIN | EPOLLRDHUP} : std::uint32_t{EPOLLIN};
+        ev.events =
+            fd == sock_.get() ? std::uint32_t{EPOLLIN | EPOLLRDHUP} : std::uint32_t{EPOLLIN};
         ev.data.fd = fd;
         ::epoll_ctl(ep.get(), EPOLL_CTL_ADD, fd, &ev);
     }

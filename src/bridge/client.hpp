@@ -31,7 +31,7 @@ struct ClientOptions {
     int mem_fd = -1;  // the zone's RAM (duplicated); -1 when the daemon's config names files
     std::uint32_t ring_entries = 0;  // 0: the daemon's default
     std::uint32_t irq_entries = 0;
-    int spin = 4000;  // reply polls before sleeping on the futex
+    int spin = 256;  // reply polls (pause) before yielding, then sleeping on the futex
 };
 
 struct AccessResult {

@@ -30,7 +30,8 @@ namespace {
 // How long the zone thread polls an empty ring before it sleeps on the doorbell: a guest
 // driver's register accesses come in bursts (a probe, a queue setup), and catching the next
 // one without a wakeup saves two context switches. Short: the host's cores are shared.
-constexpr int kPollSpins = 2000;
+constexpr int kPollSpins = 256;
+constexpr int kPollYields = 64;
 // Bounded wait for a full irq ring (a hypervisor that stopped draining must not stall us).
 constexpr int kIrqPushRetries = 10000;
 
@@ -258,8 +259,12 @@ void BridgeServer::Session::loop() {
             continue;
         }
         bool more = false;
-        for (int i = 0; i < kPollSpins && !more; ++i) {
-            cpu_relax();
+        for (int i = 0; i < kPollSpins + kPollYields && !more; ++i) {
+            if (i < kPollSpins) {
+                cpu_relax();
+            } else {
+                std::this_thread::yield();  // a loaded host: let the vCPU thread run
+            }
             more = !ring.empty();
         }
         if (more) {
