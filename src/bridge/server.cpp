@@ -357,9 +357,8 @@ const ZoneStats& BridgeServer::stats(std::uint32_t zone_id) const {
 }
 
 std::expected<std::unique_ptr<BridgeServer::Session>, std::string> BridgeServer::open_session(
-    ZoneState& z, const Hello& hello, UniqueFd mem_fd, UniqueFd conn) {
+    ZoneState& z, const Hello& hello, UniqueFd mem_fd) {
     auto s = std::make_unique<Session>(z);
-    s->conn = std::move(conn);
     // Memory: only the configured regions, each checked against what backs it (a mapping past
     // the end of a file would turn guest accesses into SIGBUS in the daemon).
     for (std::size_t i = 0; i < z.cfg.regions.size(); ++i) {
@@ -453,13 +452,12 @@ void BridgeServer::accept_one(UniqueFd conn) {
     }
     z->session.reset();  // an ended one: devices reset before the new session starts
     UniqueFd mem_fd = fds.empty() ? UniqueFd() : std::move(fds[0]);
-    auto s = open_session(*z, hello, std::move(mem_fd), std::move(conn));
+    auto s = open_session(*z, hello, std::move(mem_fd));
     if (!s) {
-        // conn moved into the failed session; nothing more to tell that peer.
-        log::warn("bridge: zone {}: refused: {}", hello.vm_id, s.error());
-        return;
+        return refuse(s.error());
     }
     Session& ss = **s;
+    ss.conn = std::move(conn);
     std::vector<std::uint8_t> msg(sizeof(HelloAck) + z->cfg.devices.size() * sizeof(DeviceInfo));
     ack.status = kHelloOk;
     ack.devices = static_cast<std::uint32_t>(z->cfg.devices.size());

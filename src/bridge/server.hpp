@@ -74,8 +74,7 @@ class BridgeServer {
     void accept_one(UniqueFd conn);
     std::expected<std::unique_ptr<Session>, std::string> open_session(ZoneState& z,
                                                                       const Hello& hello,
-                                                                      UniqueFd mem_fd,
-                                                                      UniqueFd conn);
+                                                                      UniqueFd mem_fd);
     void reap_sessions();
 
     BridgeConfig cfg_;

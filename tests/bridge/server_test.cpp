@@ -277,6 +277,23 @@ TEST_F(BridgeServerTest, SecondHypervisorForAZoneIsRefusedAndRestartWorks) {
     EXPECT_EQ(rd(*c2, transport::kMmioMagicValue), kMmioMagic);
 }
 
+TEST_F(BridgeServerTest, MemoryTooSmallForTheConfigIsRefused) {
+    UniqueFd small(::memfd_create("small", MFD_CLOEXEC));
+    ASSERT_EQ(::ftruncate(small.get(), 4096), 0);
+    ClientOptions o;
+    o.socket = sock_;
+    o.vm_id = 1;
+    o.mem_fd = small.get();
+    auto c = BridgeClient::connect(o);
+    ASSERT_FALSE(c);
+    EXPECT_NE(c.error().find("memory_region[0]"), std::string::npos) << c.error();
+    o.mem_fd = -1;  // and no memory at all
+    auto none = BridgeClient::connect(o);
+    ASSERT_FALSE(none);
+    EXPECT_NE(none.error().find("no memory fd"), std::string::npos) << none.error();
+    EXPECT_TRUE(connect(1));  // the zone is still free
+}
+
 TEST_F(BridgeServerTest, BlkRequestCompletesWithInterrupt) {
     auto c = connect(1);
     ASSERT_TRUE(c);
