@@ -131,6 +131,9 @@ constexpr Rule kRules[] = {
 #endif
 #endif
 
+// Refused with an error rather than fatal (see install()).
+[[maybe_unused]] constexpr const char* kRefusedCalls[] = {"open", "openat", "openat2", "creat"};
+
 #ifdef VIREO_SANDBOX_ASAN
 // Sanitizer builds only: the runtime reads /proc/self/maps and, at exit, LeakSanitizer stops the
 // world with ptrace from a cloned task. Release builds never allow these.
@@ -188,6 +191,17 @@ std::expected<void, std::string> install(ThreadClass c) {
     for (const char* name : kSanitizerCalls) {
         if (const int nr = seccomp_syscall_resolve_name(name); nr != __NR_SCMP_ERROR) {
             seccomp_rule_add(f, SCMP_ACT_ALLOW, nr, 0);  // may duplicate a rule: ignored
+        }
+    }
+#else
+    // Opening files fails with EACCES instead of killing: glibc's malloc opens
+    // /proc/sys/vm/overcommit_memory when it first shrinks a thread arena, and copes with a
+    // refusal. No file can be opened either way.
+    for (const char* name : kRefusedCalls) {
+        if (const int nr = seccomp_syscall_resolve_name(name); nr != __NR_SCMP_ERROR) {
+            if (int rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(EACCES), nr, 0); rc != 0) {
+                return std::unexpected(failed(name, rc));
+            }
         }
     }
 #endif

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <functional>
 
 namespace {
@@ -56,13 +57,17 @@ TEST(Sandbox, AllowedCallsStillWork) {
     EXPECT_EQ(WEXITSTATUS(st), 0);
 }
 
-TEST(Sandbox, OpeningFilesKillsTheProcess) {
+TEST(Sandbox, OpeningFilesIsRefused) {
 #if defined(__SANITIZE_ADDRESS__)
     GTEST_SKIP() << "sanitizer builds allow openat for the ASan runtime (src/sandbox)";
 #endif
-    const int st = run_confined(ThreadClass::kProcess,
-                                [] { return ::open("/etc/hostname", O_RDONLY) >= 0 ? 0 : 1; });
-    EXPECT_TRUE(killed_by_sigsys(st)) << "status " << st;
+    // Refused with EACCES rather than fatal: glibc's malloc may open a /proc file by itself.
+    const int st = run_confined(ThreadClass::kProcess, [] {
+        const int fd = ::open("/etc/hostname", O_RDONLY);
+        return fd < 0 && errno == EACCES ? 0 : 1;
+    });
+    ASSERT_TRUE(WIFEXITED(st)) << "status " << st;
+    EXPECT_EQ(WEXITSTATUS(st), 0);
 }
 
 TEST(Sandbox, ExecKillsTheProcess) {
