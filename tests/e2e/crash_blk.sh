@@ -113,6 +113,7 @@ if wait "$guest_job"; then
     echo "HOST-TEST: guest-checks PASS" >&2
 else
     echo "HOST-TEST: guest-checks FAIL" >&2
+    # shellcheck disable=SC2034 # read by e2e_finish (lib.sh)
     E2E_FAILED=1
 fi
 guest_job=
