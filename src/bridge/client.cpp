@@ -169,10 +169,21 @@ AccessResult BridgeClient::access(std::uint32_t vcpu, std::uint64_t addr, std::u
         r = {kReplyBadVcpu, ~std::uint64_t{0}};
     }
     aref(slot.state).store(kSlotIdle, std::memory_order_relaxed);
+    if (write && inject_) {
+        // A write may have changed an interrupt level (InterruptAck lowers the line). The daemon
+        // queued that change before it replied: apply it before the guest runs on, as an
+        // in-process device would, or the guest's EOI could see the line still high and take a
+        // spurious interrupt.
+        poll_irqs(inject_);
+    }
     return r;
 }
 
 std::size_t BridgeClient::poll_irqs(const std::function<void(std::uint32_t, bool)>& inject) {
+    // The irq thread and vCPU threads (after writes) both consume: one at a time, and an entry is
+    // injected before the lock is released, so whoever returns from here saw every earlier one
+    // applied.
+    const std::lock_guard lock(irq_mu_);
     std::size_t n = 0;
     const std::uint32_t budget = area_.irqs().capacity();
     while (n < budget) {

@@ -13,6 +13,7 @@
 #include <expected>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -86,6 +87,7 @@ class BridgeClient {
     std::atomic<std::uint32_t> next_slot_{0};
     std::atomic<bool> alive_{true};
     std::function<void(std::uint32_t, bool)> inject_;
+    std::mutex irq_mu_;  // consumers of the irq ring (irq thread, vCPUs after a write)
     std::thread irq_thread_;
 };
 
