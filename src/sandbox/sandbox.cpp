@@ -125,14 +125,13 @@ constexpr Rule kRules[] = {
     {"unlinkat", kLoopOnly},
 };
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__has_feature)
-#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#if defined(__SANITIZE_ADDRESS__)  // GCC
+#define VIREO_SANDBOX_ASAN 1
+#elif defined(__has_feature)  // clang
+#if __has_feature(address_sanitizer)
 #define VIREO_SANDBOX_ASAN 1
 #endif
 #endif
-
-// Refused with an error rather than fatal (see install()).
-[[maybe_unused]] constexpr const char* kRefusedCalls[] = {"open", "openat", "openat2", "creat"};
 
 #ifdef VIREO_SANDBOX_ASAN
 // Sanitizer builds only: the runtime reads /proc/self/maps and, at exit, LeakSanitizer stops the
