@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <vector>
 
 #include "riscv/hart_inl.hpp"
 #include "riscv/opcodes.hpp"
@@ -62,6 +63,19 @@ inline u64 remw_u(u32 a, u32 b) {
     return b == 0 ? sext32(a) : sext32(a % b);
 }
 
+// RVC expansion is a pure function of 16 bits: one table lookup instead of re-decoding each
+// compressed instruction every time it runs (about 20% of the interpreter's time otherwise).
+const std::vector<u32>& rvc_table() {
+    static const std::vector<u32> table = [] {
+        std::vector<u32> t(1u << 16);
+        for (u32 c = 0; c < t.size(); ++c) {
+            t[c] = (c & 3) == 3 ? 0 : expand_compressed(static_cast<std::uint16_t>(c));
+        }
+        return t;
+    }();
+    return table;
+}
+
 }  // namespace
 
 // --- time base, interrupt inputs ------------------------------------------------------------
@@ -111,7 +125,7 @@ void HartIrq::kick() {
 // --- hart -----------------------------------------------------------------------------------
 
 Hart::Hart(u32 hartid, const PhysMem& mem, const TimeBase& time, HartIrq& irq)
-    : hartid_(hartid), mem_(mem), time_(time), irq_(irq) {
+    : hartid_(hartid), mem_(mem), time_(time), irq_(irq), rvc_(rvc_table().data()) {
     mode_changed();
 }
 
@@ -199,7 +213,7 @@ bool Hart::check_interrupts() {
     return false;
 }
 
-bool Hart::fetch(u32& insn, u64& len) {
+[[gnu::always_inline]] inline bool Hart::fetch(u32& insn, u64& len) {
     const u64 vpn = pc >> kPageShift;
     if (vpn != fetch_vpn_) [[unlikely]] {
         if (pc & 1) {
@@ -224,7 +238,7 @@ bool Hart::fetch(u32& insn, u64& len) {
     std::uint16_t lo;
     std::memcpy(&lo, fetch_host_ + off, 2);
     if ((lo & 3) != 3) {
-        const u32 e = expand_compressed(lo);
+        const u32 e = rvc_[lo];
         len = 2;
         insn = e;
         if (e == 0) {
@@ -289,7 +303,16 @@ StopReason Hart::run(u64 max_insns, const std::atomic<bool>& stop) {
         }
         const u64 chunk = std::min(kIrqPollInterval, max_insns - done);
         for (u64 i = 0; i < chunk && !wfi_; ++i) {
-            step();
+            // step(), with the fetch inlined.
+            if (irq_check_) [[unlikely]] {
+                irq_check_ = false;
+                if (check_interrupts()) continue;
+            }
+            u32 insn;
+            u64 len;
+            if (fetch(insn, len)) [[likely]] {
+                execute(insn, len);
+            }
         }
         done += chunk;
     }

@@ -168,6 +168,7 @@ class Hart {
     PhysMem mem_;
     const TimeBase& time_;
     HartIrq& irq_;
+    const std::uint32_t* rvc_;  // expand_compressed() of every 16-bit value
 
     // Cached translation state (mode_changed()).
     bool data_translate_ = false;  // loads/stores go through the page tables
