@@ -26,6 +26,10 @@ guests=(
     busybox-static fio e2fsprogs util-linux coreutils
     # Building the initramfs.
     cpio gzip
+    # RISC-V machine (docs/riscv.md): device trees, OpenSBI firmware, the reference emulator,
+    # and building the RV64 test kernel from Debian's source.
+    libfdt-dev device-tree-compiler opensbi qemu-system-misc
+    linux-source-6.1 bc flex bison libssl-dev
 )
 want=("${build[@]}" "${guests[@]}")
 
