@@ -26,9 +26,10 @@ class Finisher final : public transport::BusDevice {
         std::memset(data.data(), 0, data.size());
     }
     void write(std::uint64_t offset, std::span<const std::uint8_t> data) override {
-        if (offset != 0 || data.size() < 4) return;
-        std::uint32_t v;
-        std::memcpy(&v, data.data(), 4);
+        // OpenSBI writes 16 bits (writew), guests of QEMU's model 32; take both.
+        if (offset != 0 || (data.size() != 2 && data.size() != 4)) return;
+        std::uint32_t v = 0;
+        std::memcpy(&v, data.data(), data.size());
         switch (v & 0xffff) {
             case kTestPass:
             case kTestReset:

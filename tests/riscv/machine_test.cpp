@@ -84,6 +84,33 @@ TEST(RiscvMachine, AtomicsAcrossFourHarts) {
     EXPECT_EQ(*r.code, 0);
 }
 
+// Debian's OpenSBI boots on the machine, prints its banner, runs an S-mode payload that uses
+// the SBI console and shuts the machine down through SBI SRST (-> sifive_test).
+TEST(RiscvMachine, OpenSbiBootsPayloadAndShutsDown) {
+    const std::string fw_path = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
+    std::ifstream fw(fw_path, std::ios::binary);
+    if (!fw) GTEST_SKIP() << "opensbi not installed";
+    UniqueFd out(::memfd_create("uart", MFD_CLOEXEC));
+    MachineConfig cfg;
+    cfg.ram_size = 64 << 20;
+    cfg.harts = 2;
+    cfg.uart_fd = out.get();
+    auto m = Machine::create(cfg);
+    ASSERT_TRUE(m.has_value());
+    BootImages img;
+    img.firmware.assign(std::istreambuf_iterator<char>(fw), {});
+    img.kernel = program("sbi_payload");
+    ASSERT_TRUE((*m)->boot(img).has_value());
+    const auto code = (*m)->run(/*timeout_s=*/120);
+    const std::string uart = read_all(out.get());
+    ASSERT_TRUE(code.has_value()) << uart;
+    EXPECT_EQ(*code, 0);
+    EXPECT_NE(uart.find("OpenSBI v"), std::string::npos) << uart;
+    EXPECT_NE(uart.find("Platform HART Count       : 2"), std::string::npos) << uart;
+    EXPECT_NE(uart.find("Domain0 Next Mode         : S-mode"), std::string::npos) << uart;
+    EXPECT_NE(uart.find("payload: hello from S-mode"), std::string::npos) << uart;
+}
+
 TEST(RiscvMachine, RejectsBadConfigs) {
     MachineConfig cfg;
     cfg.harts = 0;
