@@ -216,6 +216,36 @@ class BlkQueue final : public QueueHandler {
     }
 
     void on_kick() override { kick(); }
+
+    // One wait point: the engine reads the kick and stop eventfds next to the I/O, so a single
+    // io_uring_enter submits the batch and sleeps until a completion or a kick.
+    bool run(int kick_fd, int stop_fd) override {
+        if (!engine_->read_eventfd(stop_fd, kStopTag, stop_value_)) {
+            return false;  // the sync engine: the transport polls
+        }
+        kick_fd_ = kick_fd;
+        running_ = true;
+        stopping_ = false;
+        engine_->read_eventfd(kick_fd_, kKickTag, kick_value_);
+        kick();  // buffers may be available already (or being resubmitted)
+        while (!needs_reset_ && !stopping_) {
+            // Also submits what kick() and process_completions() queued.
+            if (!engine_->wait()) {
+                fmt::print(stderr, "vireo-blk: queue {}: the engine cannot wait\n", index_);
+                needs_reset_ = true;
+                break;
+            }
+            process_completions();
+            if (kicked_ || (starved_ && !free_.empty())) {
+                kick();  // publishes too
+            } else {
+                publish();
+            }
+        }
+        running_ = false;
+        return true;
+    }
+
     int event_fd() const override { return engine_->event_fd(); }
     void on_event() override {
         engine_->clear_event();
@@ -275,10 +305,11 @@ class BlkQueue final : public QueueHandler {
     // then re-enable and look once more, so a chain added in between is not missed.
     void kick() {
         starved_ = false;
+        kicked_ = false;
         while (!needs_reset_) {
             q_.queue().disable_notifications();
             const bool starved = pop_all();
-            engine_->commit();  // one submission for the whole batch
+            submit_batch();  // one submission for the whole batch
             process_completions();
             if (needs_reset_) {
                 break;
@@ -472,7 +503,7 @@ class BlkQueue final : public QueueHandler {
             }
             case Phase::kSync:
                 op.kind = IoKind::kSync;
-                // A FLUSH covers every write completed before it; IO_DRAIN additionally orders
+                // A FLUSH covers every write completed before it; the barrier additionally orders
                 // it after writes of this queue still in flight, so nothing overtakes it.
                 op.barrier = s.req.op == BlkOp::kFlush;
                 break;
@@ -515,12 +546,41 @@ class BlkQueue final : public QueueHandler {
                 return;
             }
             for (const auto& c : completions_) {
-                if (c.tag < slots_.size() && slots_[c.tag].busy) {
+                if (c.tag == kKickTag || c.tag == kStopTag) {
+                    on_eventfd(c);
+                } else if (c.tag < slots_.size() && slots_[c.tag].busy) {
                     on_result(c.tag, c.result);
                 }
             }
+            submit_batch();
+        }
+    }
+
+    // Starts queued ops now, or — under run() — leaves them for the wait that follows, which
+    // submits them in the same system call.
+    void submit_batch() {
+        if (!running_) {
             engine_->commit();
         }
+    }
+
+    // A kick or stop eventfd read completed (run()).
+    void on_eventfd(const IoCompletion& c) {
+        if (!running_ || stopping_) {
+            return;  // draining: the next start looks at the ring anyway
+        }
+        if (c.tag == kStopTag) {
+            stopping_ = true;
+            return;
+        }
+        if (c.result < 0 && c.result != -EAGAIN && c.result != -EINTR) {
+            fmt::print(stderr, "vireo-blk: queue {}: reading the kick eventfd: {}\n", index_,
+                       std::strerror(-c.result));
+            needs_reset_ = true;
+            return;
+        }
+        kicked_ = true;
+        engine_->read_eventfd(kick_fd_, kKickTag, kick_value_);  // re-arm
     }
 
     void on_result(std::uint16_t tag, std::int32_t res) {
@@ -683,6 +743,17 @@ class BlkQueue final : public QueueHandler {
     virtq::DescriptorChain chain_;
     bool pushed_ = false;
     bool starved_ = false;
+    // run(): eventfd reads share the engine with the request slots under tags no slot has
+    // (a queue has at most 32768 entries).
+    static constexpr std::uint16_t kKickTag = 0xffff;
+    static constexpr std::uint16_t kStopTag = 0xfffe;
+    static_assert(virtq::kMaxQueueSize <= kStopTag);
+    bool running_ = false;   // inside run()
+    bool stopping_ = false;  // run() saw the stop eventfd
+    bool kicked_ = false;    // run() saw a kick not yet served
+    int kick_fd_ = -1;
+    std::uint64_t kick_value_ = 0;
+    std::uint64_t stop_value_ = 0;
     bool needs_reset_ = false;
     bool io_error_logged_ = false;
 };

@@ -29,7 +29,8 @@ struct IoOp {
     IoKind kind = IoKind::kRead;
     std::uint16_t tag = 0;  // returned with the result; the caller's request slot
     // Start only after every op submitted earlier on this engine has completed (a FLUSH must
-    // not overtake writes still in flight: io_uring IOSQE_IO_DRAIN; the sync engine is ordered).
+    // not overtake writes still in flight: the io_uring engine holds it (and every later op)
+    // back until then; the sync engine is ordered).
     bool barrier = false;
     int mode = 0;  // fallocate mode
     std::uint64_t offset = 0;
@@ -60,6 +61,13 @@ class IoEngine {
     virtual int event_fd() const { return -1; }
     // Consumes the event_fd() readiness before reaping.
     virtual void clear_event() {}
+    // Queues a read of an eventfd's 8-byte counter into `value` (kept valid until it completes),
+    // reported by reap() like an op with `tag` (result 8, or -errno). It lets the caller sleep
+    // in wait() for I/O and for eventfds (queue kicks) at once, with no separate poller. Once
+    // used, event_fd() is no longer signalled. False if the engine cannot (nothing was queued).
+    virtual bool read_eventfd(int /*fd*/, std::uint16_t /*tag*/, std::uint64_t& /*value*/) {
+        return false;
+    }
 };
 
 // Executes each op inline in submit() with preadv/pwritev/fdatasync/fallocate.

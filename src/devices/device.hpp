@@ -86,6 +86,14 @@ class QueueHandler {
     virtual void on_kick() = 0;
     virtual int event_fd() const { return -1; }
     virtual void on_event() {}
+    // Optional single wait point. A handler that can wait on the driver's kick eventfd and the
+    // transport's stop eventfd itself (e.g. in the io_uring that runs its I/O, so one system call
+    // both submits and sleeps) serves the queue here: it behaves as if on_kick() ran whenever
+    // kick_fd was signalled (consuming the signal) and once at the start, handles its own events,
+    // and returns true once stop_fd is readable or needs_reset() holds. It returns false at once,
+    // having consumed nothing, if it cannot: the transport then runs its own loop. Either way the
+    // transport calls drain() afterwards.
+    virtual bool run(int /*kick_fd*/, int /*stop_fd*/) { return false; }
     // Completes (or fails) everything in flight and publishes it; called before the queue stops
     // (vhost-user GET_VRING_BASE, device reset, shutdown). Must not leave a chain unanswered.
     virtual void drain() = 0;

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <deque>
 
 #include "devices/blk_engine.hpp"
 #include "memory/unique_fd.hpp"
@@ -21,6 +22,10 @@ namespace {
 constexpr std::uint32_t kMaxRingEntries = 32768;
 // Transient failures (signals, momentary kernel resource shortage) tolerated by one wait().
 constexpr unsigned kMaxWaitRetries = 1000;
+// Eventfd reads a caller may keep queued besides its ops (a queue's kick and stop eventfds).
+constexpr std::uint32_t kEventfdReads = 2;
+// user_data bit that marks an eventfd read (its low 16 bits are the caller's tag).
+constexpr std::uint64_t kEventfdRead = std::uint64_t{1} << 32;
 
 class UringEngine final : public IoEngine {
   public:
@@ -34,19 +39,40 @@ class UringEngine final : public IoEngine {
     UringEngine& operator=(const UringEngine&) = delete;
 
     std::expected<void, std::string> init(std::uint32_t depth) {
-        const std::uint32_t entries = std::clamp<std::uint32_t>(depth, 1, kMaxRingEntries);
-        if (int r = ::io_uring_queue_init(entries, &ring_, 0); r < 0) {
+        // Room for the eventfd reads (read_eventfd) next to `depth` ops.
+        const std::uint32_t entries =
+            std::clamp<std::uint32_t>(depth + kEventfdReads, 1, kMaxRingEntries);
+        // COOP_TASKRUN: completions are run when this thread next enters the kernel (it always
+        // does, to wait) instead of interrupting it with an IPI while it is busy.
+        int r = ::io_uring_queue_init(entries, &ring_, IORING_SETUP_COOP_TASKRUN);
+        if (r == -EINVAL) {
+            r = ::io_uring_queue_init(entries, &ring_, 0);  // kernels before 5.19
+        }
+        if (r < 0) {
             return std::unexpected(
                 fmt::format("io_uring_queue_init({}): {}", entries, std::strerror(-r)));
         }
         initialised_ = true;
-        if (int r = ::io_uring_register_eventfd(&ring_, efd_.get()); r < 0) {
-            return std::unexpected(fmt::format("io_uring_register_eventfd: {}", std::strerror(-r)));
+        if (int e = ::io_uring_register_eventfd(&ring_, efd_.get()); e < 0) {
+            return std::unexpected(fmt::format("io_uring_register_eventfd: {}", std::strerror(-e)));
         }
+        efd_registered_ = true;
         return {};
     }
 
+    // IOSQE_IO_DRAIN would also wait for the eventfd reads (read_eventfd), which complete only
+    // when the driver kicks: a FLUSH could wait for the next request. The barrier is kept here
+    // instead, with the same meaning: a barrier op starts once every earlier op has completed,
+    // and later ops start once it has.
     void submit(const IoOp& op) override {
+        if (!held_.empty() || barrier_in_flight_ || (op.barrier && in_flight_ > 0)) {
+            held_.push_back(op);
+            return;
+        }
+        start(op);
+    }
+
+    void start(const IoOp& op) {
         io_uring_sqe* sqe = ::io_uring_get_sqe(&ring_);
         if (sqe == nullptr) {
             // The caller bounds its ops by the ring size, so this is not expected; make room by
@@ -76,10 +102,21 @@ class UringEngine final : public IoEngine {
                 break;
         }
         if (op.barrier) {
-            // Starts only when every earlier SQE of this ring has completed.
-            sqe->flags |= IOSQE_IO_DRAIN;
+            barrier_in_flight_ = true;
+            barrier_tag_ = op.tag;
         }
+        ++in_flight_;
         ::io_uring_sqe_set_data64(sqe, op.tag);
+    }
+
+    // Starts held ops that may start now (submit()'s ordering rule).
+    void release_held() {
+        while (!held_.empty() && !barrier_in_flight_ &&
+               (!held_.front().barrier || in_flight_ == 0)) {
+            const IoOp op = held_.front();
+            held_.pop_front();
+            start(op);
+        }
     }
 
     void commit() override {
@@ -98,10 +135,21 @@ class UringEngine final : public IoEngine {
         unsigned head;
         unsigned n = 0;
         io_uring_for_each_cqe(&ring_, head, cqe) {
-            out.push_back({static_cast<std::uint16_t>(::io_uring_cqe_get_data64(cqe)), cqe->res});
+            const std::uint64_t data = ::io_uring_cqe_get_data64(cqe);
+            const auto tag = static_cast<std::uint16_t>(data);
+            if ((data & kEventfdRead) == 0) {
+                --in_flight_;
+                if (barrier_in_flight_ && tag == barrier_tag_) {
+                    barrier_in_flight_ = false;
+                }
+            }
+            out.push_back({tag, cqe->res});
             ++n;
         }
         ::io_uring_cq_advance(&ring_, n);
+        if (n > 0) {
+            release_held();  // the caller's next commit() or wait() submits them
+        }
     }
 
     bool wait() override {
@@ -123,6 +171,29 @@ class UringEngine final : public IoEngine {
 
     int event_fd() const override { return efd_.get(); }
 
+    bool read_eventfd(int fd, std::uint16_t tag, std::uint64_t& value) override {
+        if (efd_registered_) {
+            // The caller now sleeps in this ring: signalling an eventfd per completion would
+            // only cost time.
+            ::io_uring_unregister_eventfd(&ring_);
+            efd_registered_ = false;
+        }
+        io_uring_sqe* sqe = ::io_uring_get_sqe(&ring_);
+        if (sqe == nullptr) {
+            commit();
+            sqe = ::io_uring_get_sqe(&ring_);
+        }
+        if (sqe == nullptr) {
+            failed_.push_back({tag, -EAGAIN});
+            return true;
+        }
+        // An eventfd has no file position; the read returns and resets the counter, or waits
+        // (as an armed poll, not a blocked worker thread) until it is signalled.
+        ::io_uring_prep_read(sqe, fd, &value, sizeof value, 0);
+        ::io_uring_sqe_set_data64(sqe, tag | kEventfdRead);
+        return true;
+    }
+
     void clear_event() override {
         std::uint64_t count;
         // Non-blocking: EAGAIN just means another reap already consumed the signal.
@@ -132,9 +203,14 @@ class UringEngine final : public IoEngine {
   private:
     io_uring ring_{};
     bool initialised_ = false;
+    bool efd_registered_ = false;
     int fd_;
     UniqueFd efd_;
     std::vector<IoCompletion> failed_;
+    std::deque<IoOp> held_;      // ops waiting for a barrier (submit())
+    std::size_t in_flight_ = 0;  // ops in the ring, not counting eventfd reads
+    bool barrier_in_flight_ = false;
+    std::uint16_t barrier_tag_ = 0;
 };
 
 }  // namespace

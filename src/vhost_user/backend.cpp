@@ -688,7 +688,9 @@ void Backend::worker_loop(Vring& vr) {
         ok = watch(vr.handler->event_fd(), kEvent);
     }
     auto broken = [&] { return vr.vq.broken() || vr.handler->needs_reset(); };
-    if (ok) {
+    if (ok && vr.kick && vr.handler->run(vr.kick.get(), vr.stop.get())) {
+        // The handler waited on the kick and stop eventfds itself (one wait point per queue).
+    } else if (ok) {
         // Buffers may have been made available before the ring started (or are being
         // resubmitted): look once without waiting for a kick.
         vr.handler->on_kick();
