@@ -133,6 +133,11 @@ constexpr Rule kRules[] = {
 #endif
 #endif
 
+#ifndef VIREO_SANDBOX_ASAN
+// Refused with an error rather than fatal (see install()).
+constexpr const char* kRefusedCalls[] = {"open", "openat", "openat2", "creat"};
+#endif
+
 #ifdef VIREO_SANDBOX_ASAN
 // Sanitizer builds only: the runtime reads /proc/self/maps and, at exit, LeakSanitizer stops the
 // world with ptrace from a cloned task. Release builds never allow these.
