@@ -243,6 +243,8 @@ class BlkQueue final : public QueueHandler {
             }
         }
         running_ = false;
+        // No read left behind may take a kick meant for the queue's next handler.
+        engine_->cancel_eventfd_reads();
         return true;
     }
 

@@ -68,6 +68,9 @@ class IoEngine {
     virtual bool read_eventfd(int /*fd*/, std::uint16_t /*tag*/, std::uint64_t& /*value*/) {
         return false;
     }
+    // Cancels the pending eventfd reads and returns once none is left, so none consumes a
+    // signal after the caller stopped (a kick meant for the queue's next handler).
+    virtual void cancel_eventfd_reads() {}
 };
 
 // Executes each op inline in submit() with preadv/pwritev/fdatasync/fallocate.

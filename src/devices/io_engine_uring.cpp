@@ -26,6 +26,8 @@ constexpr unsigned kMaxWaitRetries = 1000;
 constexpr std::uint32_t kEventfdReads = 2;
 // user_data bit that marks an eventfd read (its low 16 bits are the caller's tag).
 constexpr std::uint64_t kEventfdRead = std::uint64_t{1} << 32;
+// user_data of the cancel requests (cancel_eventfd_reads).
+constexpr std::uint64_t kCancel = std::uint64_t{1} << 33;
 
 class UringEngine final : public IoEngine {
   public:
@@ -131,13 +133,30 @@ class UringEngine final : public IoEngine {
     void reap(std::vector<IoCompletion>& out) override {
         out.insert(out.end(), failed_.begin(), failed_.end());
         failed_.clear();
+        out.insert(out.end(), kept_.begin(), kept_.end());
+        kept_.clear();
+        collect(out, true);
+    }
+
+    // Moves the CQ into `out`; eventfd read completions only if `eventfd_reads`.
+    void collect(std::vector<IoCompletion>& out, bool eventfd_reads) {
         io_uring_cqe* cqe;
         unsigned head;
         unsigned n = 0;
         io_uring_for_each_cqe(&ring_, head, cqe) {
             const std::uint64_t data = ::io_uring_cqe_get_data64(cqe);
             const auto tag = static_cast<std::uint16_t>(data);
-            if ((data & kEventfdRead) == 0) {
+            if ((data & kCancel) != 0) {
+                ++n;
+                continue;  // the outcome shows in the cancelled read's own completion
+            }
+            if ((data & kEventfdRead) != 0) {
+                std::erase(eventfd_reads_, data);
+                if (!eventfd_reads) {
+                    ++n;
+                    continue;
+                }
+            } else {
                 --in_flight_;
                 if (barrier_in_flight_ && tag == barrier_tag_) {
                     barrier_in_flight_ = false;
@@ -153,7 +172,7 @@ class UringEngine final : public IoEngine {
     }
 
     bool wait() override {
-        if (!failed_.empty() || ::io_uring_cq_ready(&ring_) > 0) {
+        if (!failed_.empty() || !kept_.empty() || ::io_uring_cq_ready(&ring_) > 0) {
             return true;
         }
         // Also submits anything left in the SQ ring, so a waited-for op is never stuck there.
@@ -170,6 +189,30 @@ class UringEngine final : public IoEngine {
     }
 
     int event_fd() const override { return efd_.get(); }
+
+    void cancel_eventfd_reads() override {
+        for (const std::uint64_t data : eventfd_reads_) {
+            io_uring_sqe* sqe = ::io_uring_get_sqe(&ring_);
+            if (sqe == nullptr) {
+                commit();
+                sqe = ::io_uring_get_sqe(&ring_);
+            }
+            if (sqe == nullptr) {
+                return;
+            }
+            ::io_uring_prep_cancel64(sqe, data, 0);
+            ::io_uring_sqe_set_data64(sqe, kCancel);
+        }
+        // Op completions that arrive meanwhile are kept for the caller's next reap(); the reads'
+        // own completions are dropped (the caller has stopped).
+        for (unsigned tries = 0; !eventfd_reads_.empty() && tries < kMaxWaitRetries; ++tries) {
+            const int r = ::io_uring_submit_and_wait(&ring_, 1);
+            if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+                return;
+            }
+            collect(kept_, false);
+        }
+    }
 
     bool read_eventfd(int fd, std::uint16_t tag, std::uint64_t& value) override {
         if (efd_registered_) {
@@ -191,6 +234,7 @@ class UringEngine final : public IoEngine {
         // (as an armed poll, not a blocked worker thread) until it is signalled.
         ::io_uring_prep_read(sqe, fd, &value, sizeof value, 0);
         ::io_uring_sqe_set_data64(sqe, tag | kEventfdRead);
+        eventfd_reads_.push_back(tag | kEventfdRead);
         return true;
     }
 
@@ -207,8 +251,10 @@ class UringEngine final : public IoEngine {
     int fd_;
     UniqueFd efd_;
     std::vector<IoCompletion> failed_;
-    std::deque<IoOp> held_;      // ops waiting for a barrier (submit())
-    std::size_t in_flight_ = 0;  // ops in the ring, not counting eventfd reads
+    std::vector<IoCompletion> kept_;            // op completions seen while cancelling
+    std::vector<std::uint64_t> eventfd_reads_;  // user_data of the pending eventfd reads
+    std::deque<IoOp> held_;                     // ops waiting for a barrier (submit())
+    std::size_t in_flight_ = 0;                 // ops in the ring, not counting eventfd reads
     bool barrier_in_flight_ = false;
     std::uint16_t barrier_tag_ = 0;
 };
