@@ -2,7 +2,8 @@
 # Boots Linux on vireo-vmm --arch riscv64: OpenSBI -> the kernel from
 # scripts/build-riscv-kernel.sh -> /init from scripts/build-riscv-initramfs.sh, with a virtio
 # blk disk and a virtio rng on virtio-mmio. Passes when /init reports the disk's first sector
-# and powers the machine off (exit 0).
+# and powers the machine off (exit 0). packed=off: with the packed ring the first blk read never
+# completes yet (docs/riscv.md, "Not done yet").
 #   Usage: tests/riscv/linux_boot.sh VIREO_VMM [HARTS]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,7 +18,7 @@ truncate -s 1M "$work/disk.img"
 start=$(date +%s.%N)
 rc=0
 "$vmm" --arch riscv64 --kernel "$kernel" --initrd "$work/initrd.cpio" --harts "$harts" \
-    --append "console=ttyS0 earlycon=sbi" --device "blk,image=$work/disk.img" --device rng \
+    --append "console=ttyS0 earlycon=sbi" --device "blk,image=$work/disk.img,packed=off" --device rng \
     --timeout 300 --stats --serial "$work/console.log" || rc=$?
 end=$(date +%s.%N)
 cat "$work/console.log"
