@@ -72,6 +72,9 @@ struct Devices {
     std::vector<vireo::vhost_user::Endpoint> endpoints;
 };
 
+// --no-sandbox turns confinement off (debugging, strace); see docs/security.md.
+bool g_sandbox = true;
+
 std::expected<void, std::string> add_device(const DeviceConfig& d, Devices& out) {
     std::unique_ptr<vireo::dev::VirtioDevice> device;
     std::function<void()> flush;
@@ -161,13 +164,18 @@ std::expected<void, std::string> add_device(const DeviceConfig& d, Devices& out)
             break;
         }
     }
-    out.endpoints.push_back({d.socket_path, d.socket_path, device.get(), std::move(flush)});
+    // Ring workers narrow the process-wide allow-list to what serving a queue needs.
+    std::function<std::expected<void, std::string>()> worker_init;
+    if (g_sandbox) {
+        worker_init = [] {
+            return vireo::sandbox::install(vireo::sandbox::ThreadClass::kQueueWorker);
+        };
+    }
+    out.endpoints.push_back(
+        {d.socket_path, d.socket_path, device.get(), std::move(flush), std::move(worker_init)});
     out.owned.push_back(std::move(device));
     return {};
 }
-
-// --no-sandbox turns confinement off (debugging, strace); see docs/security.md.
-bool g_sandbox = true;
 
 // After setup (images, TAPs, listening sockets open) and before any thread or connection exists:
 // no capabilities, and a seccomp allow-list for the rest of the process's life.

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <linux/capability.h>
 #include <linux/if_tun.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -230,10 +231,23 @@ std::expected<void, std::string> install(ThreadClass c) {
         rc != 0) {
         return std::unexpected(failed("prctl", rc));
     }
+    // A thread may stack a narrower filter on this one (a queue worker installs kQueueWorker):
+    // filters only ever add restrictions, so loading another one is harmless.
+    if (int rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(seccomp), 1,
+                                  SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER));
+        rc != 0) {
+        return std::unexpected(failed("seccomp", rc));
+    }
     if (c == ThreadClass::kProcess) {
         // Every thread, present and future (new threads inherit the filter).
         if (int rc = seccomp_attr_set(f, SCMP_FLTATR_CTL_TSYNC, 1); rc != 0) {
             return std::unexpected(failed("TSYNC", rc));
+        }
+    } else {
+        // kProcess already set no_new_privs for every thread, and its filter refuses the
+        // prctl() libseccomp would make to set it again.
+        if (int rc = seccomp_attr_set(f, SCMP_FLTATR_CTL_NNP, 0); rc != 0) {
+            return std::unexpected(failed("NNP", rc));
         }
     }
     if (int rc = seccomp_load(f); rc != 0) {

@@ -48,8 +48,9 @@ void CallInterrupt::signal() {
     }
 }
 
-Backend::Backend(dev::VirtioDevice& device, std::string name)
-    : device_(device), name_(std::move(name)) {
+Backend::Backend(dev::VirtioDevice& device, std::string name,
+                 std::function<std::expected<void, std::string>()> worker_init)
+    : device_(device), name_(std::move(name)), worker_init_(std::move(worker_init)) {
     for (std::uint16_t i = 0; i < device_.num_queues(); ++i) {
         auto vr = std::make_unique<Vring>();
         vr->index = i;
@@ -672,6 +673,12 @@ void Backend::stop_all_rings() {
 }
 
 void Backend::worker_loop(Vring& vr) {
+    if (worker_init_) {
+        if (auto ok = worker_init_(); !ok) {
+            fail_ring(vr, ok.error());
+            return;
+        }
+    }
     UniqueFd ep(::epoll_create1(EPOLL_CLOEXEC));
     enum : std::uint64_t { kKick, kEvent, kStop };
     auto watch = [&](int fd, std::uint64_t tag) {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <expected>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -76,7 +77,10 @@ struct Vring {
 
 class Backend {
   public:
-    Backend(dev::VirtioDevice& device, std::string name);
+    // `worker_init` runs first on every ring worker thread (the daemon narrows its sandbox
+    // there); if it fails, that ring fails instead of running unconfined.
+    Backend(dev::VirtioDevice& device, std::string name,
+            std::function<std::expected<void, std::string>()> worker_init = {});
     ~Backend();
     Backend(const Backend&) = delete;
     Backend& operator=(const Backend&) = delete;
@@ -151,6 +155,7 @@ class Backend {
     UniqueFd backend_req_;
     std::mutex backend_req_mutex_;
     std::vector<std::unique_ptr<Vring>> vrings_;
+    std::function<std::expected<void, std::string>()> worker_init_;
     std::uint64_t acked_features_ = 0;
     std::uint64_t acked_protocol_ = 0;
     bool protocol_features_set_ = false;  // SET_PROTOCOL_FEATURES seen

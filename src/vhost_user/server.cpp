@@ -73,10 +73,11 @@ std::expected<UniqueFd, std::string> listen_unix(const std::string& path) {
 
 // --- Connection ---------------------------------------------------------------------------
 
-Connection::Connection(UniqueFd sock, dev::VirtioDevice& device, std::string name)
+Connection::Connection(UniqueFd sock, dev::VirtioDevice& device, std::string name,
+                       std::function<std::expected<void, std::string>()> worker_init)
     : sock_(std::move(sock)),
       name_(name),
-      backend_(std::make_unique<Backend>(device, std::move(name))) {
+      backend_(std::make_unique<Backend>(device, std::move(name), std::move(worker_init))) {
     timeval tv{kReceiveTimeoutSec, 0};
     ::setsockopt(sock_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 }
@@ -170,7 +171,7 @@ void Server::accept_on(Slot& s) {
         return;
     }
     log::info("[{}] front end connected", s.ep.name);
-    s.conn = std::make_unique<Connection>(std::move(fd), *s.ep.device, s.ep.name);
+    s.conn = std::make_unique<Connection>(std::move(fd), *s.ep.device, s.ep.name, s.ep.worker_init);
     for (std::size_t k = 0; k < slots_.size(); ++k) {
         if (slots_[k].get() == &s) {
             epoll_event ev{};

@@ -22,7 +22,8 @@ std::expected<UniqueFd, std::string> listen_unix(const std::string& path);
 // One accepted front end: its socket and the back-end state machine.
 class Connection {
   public:
-    Connection(UniqueFd sock, dev::VirtioDevice& device, std::string name);
+    Connection(UniqueFd sock, dev::VirtioDevice& device, std::string name,
+               std::function<std::expected<void, std::string>()> worker_init = {});
 
     int fd() const { return sock_.get(); }
     Backend& backend() { return *backend_; }
@@ -41,6 +42,8 @@ struct Endpoint {
     std::string socket_path;  // vhost-user socket
     dev::VirtioDevice* device = nullptr;
     std::function<void()> flush;  // called once at shutdown, after every ring drained
+    // Runs first on each ring worker thread of this endpoint's connections (see Backend).
+    std::function<std::expected<void, std::string>()> worker_init;
 };
 
 class Server {
