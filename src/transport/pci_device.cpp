@@ -1,7 +1,7 @@
 #include "transport/pci_device.hpp"
 
-#include <bit>
 #include <algorithm>
+#include <bit>
 #include <stdexcept>
 
 #include "transport/reg.hpp"
