@@ -63,7 +63,7 @@ class ConsolePortRx final : public QueueHandler {
     }
     bool ok() const { return events_.valid(); }
 
-    void on_kick() override { run(); }
+    void on_kick() override { serve(); }
     int event_fd() const override { return events_.fd(); }
     void on_event() override {
         std::array<epoll_event, kMaxEvents> evs;
@@ -81,7 +81,7 @@ class ConsolePortRx final : public QueueHandler {
                     break;
             }
         }
-        run();
+        serve();
     }
     void drain() override {
         if (held_) {
@@ -93,7 +93,7 @@ class ConsolePortRx final : public QueueHandler {
     bool needs_reset() const override { return needs_reset_; }
 
   private:
-    void run() {
+    void serve() {
         {
             std::lock_guard lock(port_.mu);
             ConsoleBackend& b = *port_.backend;
@@ -220,7 +220,7 @@ class ConsolePortTx final : public QueueHandler {
     }
     bool ok() const { return events_.valid(); }
 
-    void on_kick() override { run(); }
+    void on_kick() override { serve(); }
     int event_fd() const override { return events_.fd(); }
     void on_event() override {
         std::array<epoll_event, kMaxEvents> evs;
@@ -232,7 +232,7 @@ class ConsolePortTx final : public QueueHandler {
                 waiting_fd_ = -1;  // one-shot: the registration is spent
             }
         }
-        run();
+        serve();
     }
     void drain() override {
         if (held_) {
@@ -251,7 +251,7 @@ class ConsolePortTx final : public QueueHandler {
     bool needs_reset() const override { return needs_reset_; }
 
   private:
-    void run() {
+    void serve() {
         {
             std::lock_guard lock(port_.mu);
             ConsoleBackend& b = *port_.backend;
@@ -364,17 +364,17 @@ class ConsoleControlRxQueue final : public QueueHandler {
   public:
     ConsoleControlRxQueue(ConsoleDevice& dev, QueueHandle q) : dev_(dev), q_(q) {}
 
-    void on_kick() override { run(); }
+    void on_kick() override { serve(); }
     int event_fd() const override { return dev_.control_wake_.get(); }
     void on_event() override {
         clear_wake(dev_.control_wake_.get());
-        run();
+        serve();
     }
     void drain() override { q_.publish_and_notify(); }
     bool needs_reset() const override { return needs_reset_; }
 
   private:
-    void run() {
+    void serve() {
         {
             std::lock_guard lock(dev_.control_mu_);
             // Buffers are popped only while messages wait, so none is ever held.

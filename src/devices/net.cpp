@@ -204,9 +204,9 @@ class NetRxQueue final : public QueueHandler, public NetRxSink {
           counters_(dev.counters_[pair]),
           offloads_(dev.rx_offloads_) {}
 
-    void on_kick() override { run(); }
+    void on_kick() override { serve(); }
     int event_fd() const override { return dev_.backend_->rx_event_fd(pair_); }
-    void on_event() override { run(); }
+    void on_event() override { serve(); }
     void drain() override {
         for (std::size_t i = 0; i < held_; ++i) {
             q_.push(chains_[i].token(), 0);
@@ -288,7 +288,7 @@ class NetRxQueue final : public QueueHandler, public NetRxSink {
     }
 
   private:
-    void run() {
+    void serve() {
         while (!needs_reset_) {
             starved_ = false;
             q_.queue().disable_notifications();

@@ -69,14 +69,14 @@ class RngQueue final : public QueueHandler {
         last_refill_ = now_ns();
     }
 
-    void on_kick() override { run(); }
+    void on_kick() override { serve(); }
     int event_fd() const override { return timer_.get(); }
     void on_event() override {
         std::uint64_t expirations;
         // Clears the readable state; EAGAIN (a spurious wakeup) is harmless.
         [[maybe_unused]] auto n = ::read(timer_.get(), &expirations, sizeof expirations);
         timer_armed_ = false;
-        run();
+        serve();
     }
     void drain() override {
         // The queue stops: a chain waiting for the limiter gets what the bucket holds now (at
@@ -123,7 +123,7 @@ class RngQueue final : public QueueHandler {
     }
 
     // §2.7.10 pattern: notifications off, take everything, re-enable and look once more.
-    void run() {
+    void serve() {
         while (!needs_reset_) {
             q_.queue().disable_notifications();
             if (!serve_all()) {

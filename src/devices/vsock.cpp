@@ -73,7 +73,7 @@ class VsockRxQueue final : public QueueHandler {
   public:
     VsockRxQueue(VsockDevice& dev, QueueHandle q) : dev_(dev), q_(q) {}
 
-    void on_kick() override { run(); }
+    void on_kick() override { serve(); }
     int event_fd() const override { return dev_.events_.fd(); }
     void on_event() override {
         {
@@ -84,7 +84,7 @@ class VsockRxQueue final : public QueueHandler {
                 handle_event(static_cast<int>(evs[i].data.u64), evs[i].events);
             }
         }
-        run();
+        serve();
     }
     void drain() override {
         if (held_) {
@@ -189,7 +189,7 @@ class VsockRxQueue final : public QueueHandler {
         d.mark(ref);
     }
 
-    void run() {
+    void serve() {
         {
             std::lock_guard lock(dev_.mu_);
             while (!needs_reset_ && (!dev_.rst_queue_.empty() || !dev_.ready_.empty())) {
