@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -137,10 +138,11 @@ TEST(RiscvMachine, DeviceTreeDescribesTheMachine) {
     EXPECT_STREQ(static_cast<const char*>(fdt_getprop(f, chosen, "bootargs", nullptr)),
                  "console=ttyS0");
     int len = 0;
-    const auto* start =
-        static_cast<const fdt64_t*>(fdt_getprop(f, chosen, "linux,initrd-start", &len));
+    const void* start = fdt_getprop(f, chosen, "linux,initrd-start", &len);
     ASSERT_EQ(len, 8);
-    EXPECT_EQ(fdt64_to_cpu(*start), 0x88000000u);
+    fdt64_t initrd_start;  // device-tree properties are only 4-byte aligned
+    std::memcpy(&initrd_start, start, sizeof initrd_start);
+    EXPECT_EQ(fdt64_to_cpu(initrd_start), 0x88000000u);
     EXPECT_GE(fdt_path_offset(f, "/cpus/cpu@1/interrupt-controller"), 0);
     const int cpu0 = fdt_path_offset(f, "/cpus/cpu@0");
     EXPECT_STREQ(static_cast<const char*>(fdt_getprop(f, cpu0, "riscv,isa", nullptr)),
@@ -151,9 +153,11 @@ TEST(RiscvMachine, DeviceTreeDescribesTheMachine) {
     EXPECT_GE(fdt_path_offset(f, "/soc/test@100000"), 0);
     const int mem = fdt_path_offset(f, "/memory@80000000");
     ASSERT_GE(mem, 0);
-    const auto* reg = static_cast<const fdt64_t*>(fdt_getprop(f, mem, "reg", &len));
+    const void* reg = fdt_getprop(f, mem, "reg", &len);
     ASSERT_EQ(len, 16);
-    EXPECT_EQ(fdt64_to_cpu(reg[1]), cfg.ram_size);
+    fdt64_t reg_cells[2];  // <address size>, 4-byte aligned in the blob
+    std::memcpy(reg_cells, reg, sizeof reg_cells);
+    EXPECT_EQ(fdt64_to_cpu(reg_cells[1]), cfg.ram_size);
 }
 
 }  // namespace
