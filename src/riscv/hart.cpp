@@ -3,6 +3,7 @@
 #include "riscv/hart.hpp"
 
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 #include <vector>
 
@@ -135,6 +136,21 @@ u64 Hart::mip_value() const {
         v |= irq::kMtip;
     }
     return v;
+}
+
+std::string Hart::describe() const {
+    static constexpr const char* kMode[] = {"U", "S", "?", "M"};
+    char buf[320];
+    std::snprintf(buf, sizeof buf,
+                  "hart %u: pc=%#llx mode=%s%s mstatus=%#llx mip=%#llx mie=%#llx mideleg=%#llx "
+                  "scause=%#llx sepc=%#llx stvec=%#llx instret=%llu",
+                  hartid_, static_cast<unsigned long long>(pc), kMode[static_cast<unsigned>(priv) & 3],
+                  wfi_ ? " (wfi)" : "", static_cast<unsigned long long>(mstatus_),
+                  static_cast<unsigned long long>(mip_value()), static_cast<unsigned long long>(mie_),
+                  static_cast<unsigned long long>(mideleg_), static_cast<unsigned long long>(scause_),
+                  static_cast<unsigned long long>(sepc_), static_cast<unsigned long long>(stvec_),
+                  static_cast<unsigned long long>(instret));
+    return buf;
 }
 
 void Hart::set_priv(Priv p) {
@@ -691,7 +707,13 @@ void Hart::exec_system(u32 insn, u64 next) {
         }
     }
     if (writes) {
-        u64 nv = kind == 1 ? src : kind == 2 ? (old | src) : (old & ~src);
+        // mip.SEIP reads as the OR of the software bit and the PLIC's line, but only the
+        // software bit takes part in CSRRS/CSRRC's read-modify-write (Privileged §3.1.9):
+        // otherwise clearing STIP while the PLIC asserts SEIP latches SEIP for ever (an
+        // interrupt storm with nothing to claim).
+        u64 base = old;
+        if (num == csr::kMip) base = (old & ~irq::kSeip) | (mip_ & irq::kSeip);
+        const u64 nv = kind == 1 ? src : kind == 2 ? (base | src) : (base & ~src);
         if (!csr_write(num, nv)) {
             illegal(insn);
             return;

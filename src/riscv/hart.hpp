@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <string>
 
 #include "riscv/csr.hpp"
 #include "transport/bus.hpp"
@@ -113,6 +114,10 @@ class Hart {
 
     // For tests that step one instruction at a time.
     void step();
+
+    // One line of architectural state (pc, mode, interrupt and trap CSRs) for a diagnostic
+    // dump when a guest hangs; only meaningful while the hart is not running.
+    std::string describe() const;
 
   private:
     struct TlbEntry {

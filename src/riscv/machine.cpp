@@ -333,6 +333,12 @@ void Machine::stop() {
     for (auto& i : irqs_) i->kick();
 }
 
+std::string Machine::describe() {
+    std::string out;
+    for (const auto& h : harts_) out += h->describe() + "\n";
+    return out + plic_->describe() + "\n";
+}
+
 std::uint64_t Machine::instructions() const {
     std::uint64_t n = 0;
     for (const auto& h : harts_) n += h->instret;

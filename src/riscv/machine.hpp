@@ -105,6 +105,9 @@ class Machine {
     std::uint64_t fdt_addr() const { return fdt_addr_; }
     std::uint64_t instructions() const;
 
+    // Every hart's and the PLIC's state, one line each (after run() returned).
+    std::string describe();
+
     // The device tree boot() generates (exposed for tests and `dtc` inspection).
     std::expected<std::vector<std::uint8_t>, std::string> build_fdt(std::uint64_t initrd_start,
                                                                     std::uint64_t initrd_end) const;

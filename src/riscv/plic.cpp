@@ -1,5 +1,6 @@
 #include "riscv/plic.hpp"
 
+#include <cstdio>
 #include <cstring>
 
 namespace vireo::riscv {
@@ -23,6 +24,20 @@ void Plic::set_level(unsigned source, bool high) {
         pending_ &= ~bit;
     }
     update();
+}
+
+std::string Plic::describe() {
+    const std::lock_guard lock(mu_);
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "plic: level=%#x pending=%#x claimed=%#x", level_, pending_,
+                  claimed_);
+    std::string out = buf;
+    for (unsigned ctx = 0; ctx < contexts_; ++ctx) {
+        std::snprintf(buf, sizeof buf, " ctx%u(en=%#x thr=%u)", ctx, enable_[ctx],
+                      threshold_[ctx]);
+        out += buf;
+    }
+    return out;
 }
 
 void Plic::update() {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <mutex>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "riscv/hart.hpp"
@@ -31,6 +32,9 @@ class Plic final : public transport::BusDevice {
 
     void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
     void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
+
+    // Levels, pending, claimed and per-context enables/thresholds, for a hang diagnostic.
+    std::string describe();
 
     // A device's wire changed level. Sources outside 1..31 are ignored.
     void set_level(unsigned source, bool high);

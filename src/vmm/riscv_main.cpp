@@ -142,6 +142,7 @@ int riscv_main(int argc, char** argv) {
         std::fprintf(stderr, "vireo-vmm: %llu instructions in %.2f s: %.1f MIPS\n",
                      static_cast<unsigned long long>(n), secs, secs > 0 ? n / secs / 1e6 : 0.0);
     }
+    const std::string state = code ? std::string() : (*machine)->describe();
     machine->reset();  // devices stop before their models go
     for (auto& m : models) {
         if (m.blk != nullptr && !m.blk->flush_all())
@@ -149,6 +150,8 @@ int riscv_main(int argc, char** argv) {
     }
     if (!code) {
         std::fprintf(stderr, "vireo-vmm: timeout after %.1f s\n", secs);
+        // Where the guest was: enough to find a hang's loop in the kernel's System.map.
+        std::fprintf(stderr, "%s", state.c_str());
         return kExitTimeout;
     }
     return *code;

@@ -370,6 +370,27 @@ TEST_F(HartTest, TimerInterrupt) {
     EXPECT_EQ(hart_.scause(), irq::kInterruptBit | irq::kSsi);
 }
 
+// mip.SEIP reads as software bit | PLIC line, but CSRRS/CSRRC modify only the software bit
+// (Privileged §3.1.9). OpenSBI clears STIP with CSRRC while the PLIC may assert SEIP; a hart
+// that wrote the OR back kept SEIP after the line dropped: an endless storm of external
+// interrupts with nothing to claim (the Linux boot hang on virtio-blk).
+TEST_F(HartTest, MipReadModifyWriteKeepsPlicLineOut) {
+    hart_.x[a0] = irq::kStip;
+    ASSERT_TRUE(hart_.csr_write(csr::kMip, irq::kStip));
+    irq_.set(irq::kSeip, true);  // the PLIC raises the S-mode external line
+    run({csrr(3, a1, csr::kMip, a0)});  // csrrc a1, mip, a0: clear STIP
+    EXPECT_EQ(hart_.x[a1], irq::kStip | irq::kSeip);  // the read shows the line
+    irq_.set(irq::kSeip, false);  // the guest claimed and completed: the line drops
+    std::uint64_t mip;
+    ASSERT_TRUE(hart_.csr_read(csr::kMip, mip));
+    EXPECT_EQ(mip & (irq::kSeip | irq::kStip), 0u);
+    // The software SEIP bit itself still reads back and is kept by CSRRS.
+    hart_.x[a0] = irq::kSeip;
+    run({csrr(2, 0, csr::kMip, a0)});  // csrrs zero, mip, a0
+    ASSERT_TRUE(hart_.csr_read(csr::kMip, mip));
+    EXPECT_EQ(mip & irq::kSeip, irq::kSeip);
+}
+
 // Sv39: root at 0x80100000 with an identity gigapage for RAM (code) and a 4 KiB-page tree for
 // VA 0x5000..0x9fff.
 class PagingTest : public HartTest {
