@@ -28,7 +28,7 @@ guests=(
     cpio gzip
     # RISC-V machine (docs/riscv.md): device trees, OpenSBI firmware, the reference emulator,
     # and building the RV64 test kernel from Debian's source.
-    libfdt-dev device-tree-compiler opensbi qemu-system-misc
+    libfdt-dev device-tree-compiler opensbi qemu-system-misc qemu-user
     linux-source-6.1 bc flex bison libssl-dev
 )
 want=("${build[@]}" "${guests[@]}")
