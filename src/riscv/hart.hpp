@@ -167,7 +167,9 @@ class Hart {
     bool csr_allowed(std::uint16_t num, bool write) const;
     void write_mstatus(std::uint64_t v, std::uint64_t mask);
     bool fp_enabled() const { return (mstatus_ & mstatus::kFs) != 0; }
-    void fp_dirty() { mstatus_ |= mstatus::kFsDirty; }
+    // FS = Dirty and, with it, SD (Privileged §3.1.6.6): Linux saves a task's FP registers on a
+    // context switch only if the sstatus it saved at trap entry has SD set.
+    void fp_dirty() { mstatus_ |= mstatus::kFsDirty | mstatus::kSd; }
 
     std::uint32_t hartid_;
     PhysMem mem_;

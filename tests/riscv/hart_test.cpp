@@ -370,6 +370,23 @@ TEST_F(HartTest, TimerInterrupt) {
     EXPECT_EQ(hart_.scause(), irq::kInterruptBit | irq::kSsi);
 }
 
+// Writing an FP register makes FS Dirty and SD set, as sstatus shows it: Linux saves FP state
+// on a context switch only when the saved sstatus has SD (a guest lost callee-saved FP
+// registers across a sleeping syscall without it).
+TEST_F(HartTest, FpWriteSetsDirtyAndSd) {
+    ASSERT_TRUE(hart_.csr_write(csr::kMstatus, 1ull << mstatus::kFsShift));  // FS = Initial
+    run({enc_i(op::kLoadFp, 1, 3, 0, 0)});  // fld f1, 0(zero): faults, FS unchanged
+    std::uint64_t s;
+    ASSERT_TRUE(hart_.csr_read(csr::kSstatus, s));
+    EXPECT_EQ(s & mstatus::kSd, 0u);
+    hart_.pc = kBase + 0x100;
+    hart_.x[a0] = kData;
+    run({enc_i(op::kLoadFp, 1, 3, a0, 0)});  // fld f1, 0(a0)
+    ASSERT_TRUE(hart_.csr_read(csr::kSstatus, s));
+    EXPECT_EQ(s & mstatus::kFs, mstatus::kFsDirty);
+    EXPECT_NE(s & mstatus::kSd, 0u);
+}
+
 // mip.SEIP reads as software bit | PLIC line, but CSRRS/CSRRC modify only the software bit
 // (Privileged §3.1.9). OpenSBI clears STIP with CSRRC while the PLIC may assert SEIP; a hart
 // that wrote the OR back kept SEIP after the line dropped: an endless storm of external
