@@ -7,5 +7,5 @@ out=${1:?usage: build-riscv-initramfs.sh OUT.cpio}
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{dev,proc,sys}
-riscv64-linux-gnu-gcc -static -O2 -o "$root/init" "$here/../guest/riscv/init.c"
+riscv64-linux-gnu-gcc -static -O2 -Wall -Wextra -Werror -o "$root/init" "$here/../guest/riscv/init.c"
 (cd "$root" && find . | cpio -o -H newc --quiet) >"$out"

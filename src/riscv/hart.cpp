@@ -141,15 +141,16 @@ u64 Hart::mip_value() const {
 std::string Hart::describe() const {
     static constexpr const char* kMode[] = {"U", "S", "?", "M"};
     char buf[320];
-    std::snprintf(buf, sizeof buf,
-                  "hart %u: pc=%#llx mode=%s%s mstatus=%#llx mip=%#llx mie=%#llx mideleg=%#llx "
-                  "scause=%#llx sepc=%#llx stvec=%#llx instret=%llu",
-                  hartid_, static_cast<unsigned long long>(pc), kMode[static_cast<unsigned>(priv) & 3],
-                  wfi_ ? " (wfi)" : "", static_cast<unsigned long long>(mstatus_),
-                  static_cast<unsigned long long>(mip_value()), static_cast<unsigned long long>(mie_),
-                  static_cast<unsigned long long>(mideleg_), static_cast<unsigned long long>(scause_),
-                  static_cast<unsigned long long>(sepc_), static_cast<unsigned long long>(stvec_),
-                  static_cast<unsigned long long>(instret));
+    std::snprintf(
+        buf, sizeof buf,
+        "hart %u: pc=%#llx mode=%s%s mstatus=%#llx mip=%#llx mie=%#llx mideleg=%#llx "
+        "scause=%#llx sepc=%#llx stvec=%#llx instret=%llu",
+        hartid_, static_cast<unsigned long long>(pc), kMode[static_cast<unsigned>(priv) & 3],
+        wfi_ ? " (wfi)" : "", static_cast<unsigned long long>(mstatus_),
+        static_cast<unsigned long long>(mip_value()), static_cast<unsigned long long>(mie_),
+        static_cast<unsigned long long>(mideleg_), static_cast<unsigned long long>(scause_),
+        static_cast<unsigned long long>(sepc_), static_cast<unsigned long long>(stvec_),
+        static_cast<unsigned long long>(instret));
     return buf;
 }
 

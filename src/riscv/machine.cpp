@@ -1,6 +1,7 @@
 #include "riscv/machine.hpp"
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -68,6 +69,12 @@ constexpr std::uint32_t kPhandleIntc = 1;  // + hart index
 constexpr std::uint32_t kPhandlePlic = 0x100;
 constexpr std::uint32_t kPhandleTest = 0x101;
 
+std::string fmt_hex(const char* prefix, std::uint64_t v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%#llx", static_cast<unsigned long long>(v));
+    return prefix + std::string(buf);
+}
+
 }  // namespace
 
 Machine::Machine(const MachineConfig& cfg) : cfg_(cfg), bus_(std::make_shared<transport::Bus>()) {}
@@ -114,19 +121,48 @@ std::expected<std::unique_ptr<Machine>, std::string> Machine::create(const Machi
 }
 
 std::expected<void, std::string> Machine::add_virtio(dev::VirtioDevice& device, bool legacy) {
-    const auto slot = static_cast<unsigned>(virtio_.size());
-    if (slot >= kVirtioSlots) {
-        return std::unexpected("all " + std::to_string(kVirtioSlots) + " virtio-mmio slots used");
+    // The first free slot: remote devices may have taken some.
+    for (unsigned slot = 0; slot < kVirtioSlots; ++slot) {
+        const std::uint64_t addr = kVirtioBase + slot * kVirtioStride;
+        const unsigned irq = kVirtioFirstIrq + slot;
+        if ((irqs_used_ >> irq) & 1) continue;
+        virtio_lines_.push_back(std::make_unique<Plic::Line>(*plic_, irq));
+        auto t = std::make_shared<transport::VirtioMmio>(
+            device, mem_, *virtio_lines_.back(),
+            legacy ? transport::MmioVersion::kLegacy : transport::MmioVersion::kModern);
+        if (!bus_->insert(addr, transport::kMmioSize, t)) continue;  // taken by a remote device
+        virtio_.push_back(std::move(t));
+        virtio_nodes_.push_back({addr, kVirtioStride, irq});
+        irqs_used_ |= 1u << irq;
+        return {};
     }
-    virtio_lines_.push_back(std::make_unique<Plic::Line>(*plic_, kVirtioFirstIrq + slot));
-    auto t = std::make_shared<transport::VirtioMmio>(
-        device, mem_, *virtio_lines_.back(),
-        legacy ? transport::MmioVersion::kLegacy : transport::MmioVersion::kModern);
-    if (!bus_->insert(kVirtioBase + slot * kVirtioStride, transport::kMmioSize, t)) {
-        return std::unexpected("virtio-mmio slot unavailable");
+    return std::unexpected("all " + std::to_string(kVirtioSlots) + " virtio-mmio slots used");
+}
+
+std::expected<void, std::string> Machine::add_remote_virtio(
+    std::uint64_t addr, std::uint64_t len, unsigned irq,
+    std::shared_ptr<transport::BusDevice> dev) {
+    if (irq == 0 || irq >= kPlicSources || ((irqs_used_ >> irq) & 1) != 0) {
+        return std::unexpected(fmt_hex("device at ", addr) + ": interrupt " + std::to_string(irq) +
+                               " is not a free PLIC source (1.." +
+                               std::to_string(kPlicSources - 1) + ", UART uses " +
+                               std::to_string(kUartIrq) + ")");
     }
-    virtio_.push_back(std::move(t));
+    // Only MMIO space: RAM and the fixed devices are taken on the bus; RAM is not on it.
+    if (len == 0 || len > kVirtioStride || addr + len < addr ||
+        (addr < kRamBase + cfg_.ram_size && addr + len > kRamBase) ||
+        !bus_->insert(addr, len, std::move(dev))) {
+        return std::unexpected(fmt_hex("device at ", addr) + " overlaps RAM or another device");
+    }
+    irqs_used_ |= 1u << irq;
+    virtio_nodes_.push_back({addr, len, irq});
     return {};
+}
+
+void Machine::set_irq_level(unsigned irq, bool high) {
+    if (irq < kPlicSources && irq != kUartIrq && ((irqs_used_ >> irq) & 1) != 0) {
+        plic_->set_level(irq, high);
+    }
 }
 
 std::expected<std::vector<std::uint8_t>, std::string> Machine::build_fdt(
@@ -242,11 +278,11 @@ std::expected<std::vector<std::uint8_t>, std::string> Machine::build_fdt(
     }
     ck(fdt_end_node(fdt));
 
-    for (std::size_t i = 0; i < virtio_.size(); ++i) {
-        node_reg("virtio_mmio", kVirtioBase + i * kVirtioStride, kVirtioStride);
+    for (const VirtioNode& v : virtio_nodes_) {
+        node_reg("virtio_mmio", v.addr, v.len);
         ck(fdt_property_string(fdt, "compatible", "virtio,mmio"));
         ck(fdt_property_u32(fdt, "interrupt-parent", kPhandlePlic));
-        ck(fdt_property_u32(fdt, "interrupts", kVirtioFirstIrq + static_cast<std::uint32_t>(i)));
+        ck(fdt_property_u32(fdt, "interrupts", v.irq));
         ck(fdt_end_node(fdt));
     }
     ck(fdt_end_node(fdt));  // soc

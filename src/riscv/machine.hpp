@@ -86,6 +86,18 @@ class Machine {
     // interrupt is PLIC source kVirtioFirstIrq + slot. Must precede boot().
     std::expected<void, std::string> add_virtio(dev::VirtioDevice& device, bool legacy = false);
 
+    // Adds a virtio-mmio device served elsewhere (bridge mode: a `vireo` daemon answers the
+    // accesses through `dev`) at `addr`, interrupt PLIC source `irq` (1..31, not the UART's);
+    // the device tree describes it like a local one. Must precede boot().
+    std::expected<void, std::string> add_remote_virtio(std::uint64_t addr, std::uint64_t len,
+                                                       unsigned irq,
+                                                       std::shared_ptr<transport::BusDevice> dev);
+    // Drives PLIC source `irq` (the daemon's interrupt requests in bridge mode); sources no
+    // device was added for are ignored.
+    void set_irq_level(unsigned irq, bool high);
+    // The RAM's memfd (the daemon maps it in bridge mode).
+    int ram_fd() const { return mem_.regions()[0]->fd(); }
+
     // Places the images, builds the device tree and points every hart at the firmware
     // (a0 = hartid, a1 = FDT, a2 = fw_dynamic info). Without a kernel the firmware is any
     // bare-metal program started the same way.
@@ -131,6 +143,13 @@ class Machine {
     std::shared_ptr<Uart> uart_;
     std::vector<std::unique_ptr<Plic::Line>> virtio_lines_;
     std::vector<std::shared_ptr<transport::VirtioMmio>> virtio_;
+    struct VirtioNode {
+        std::uint64_t addr;
+        std::uint64_t len;
+        unsigned irq;
+    };
+    std::vector<VirtioNode> virtio_nodes_;  // local and remote, in device-tree order
+    std::uint32_t irqs_used_ = 1u << kUartIrq;
     std::uint64_t fdt_addr_ = 0;
 
     std::atomic<bool> stop_{false};

@@ -33,8 +33,7 @@ std::string Plic::describe() {
                   claimed_);
     std::string out = buf;
     for (unsigned ctx = 0; ctx < contexts_; ++ctx) {
-        std::snprintf(buf, sizeof buf, " ctx%u(en=%#x thr=%u)", ctx, enable_[ctx],
-                      threshold_[ctx]);
+        std::snprintf(buf, sizeof buf, " ctx%u(en=%#x thr=%u)", ctx, enable_[ctx], threshold_[ctx]);
         out += buf;
     }
     return out;

@@ -2,7 +2,11 @@
 //
 //   vireo-vmm --arch riscv64 --kernel Image [--initrd FILE] [--append ARGS] [--mem 256M]
 //             [--harts N] [--bios fw_dynamic.bin] [--device SPEC]... [--serial FILE]
-//             [--timeout SECONDS] [--stats]
+//             [--timeout SECONDS] [--stats] [--bridge SOCKET --zone ID]
+//
+// With --bridge, the virtio-mmio devices a `vireo` daemon configures for zone ID are added
+// (its addresses and PLIC sources), their accesses forwarded through the hypervisor bridge
+// (docs/bridge.md); --device adds local devices beside them.
 //
 // Without --bios, Debian's OpenSBI fw_dynamic is the M-mode firmware and --kernel the S-mode
 // payload. With --bios a bare-metal program and no --kernel, the program runs alone in M-mode.
@@ -19,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "bridge/client.hpp"
 #include "devices/blk.hpp"
 #include "memory/unique_fd.hpp"
 #include "riscv/machine.hpp"
@@ -38,6 +43,28 @@ constexpr std::uint64_t kMaxImage = 1ull << 30;
 int fail(int code, const std::string& msg) {
     std::fprintf(stderr, "vireo-vmm: error: %s\n", msg.c_str());
     return code;
+}
+
+// Connects to the daemon as zone `zone` (handing it the RAM's memfd) and puts each device it
+// announces on the machine's bus, its interrupt requests on the PLIC.
+std::expected<std::unique_ptr<bridge::BridgeClient>, std::string> attach_bridge(
+    riscv::Machine& m, const std::string& socket, std::uint32_t zone, std::uint32_t harts) {
+    bridge::ClientOptions o;
+    o.socket = socket;
+    o.vm_id = zone;
+    o.vcpus = harts;
+    o.mem_fd = m.ram_fd();
+    auto c = bridge::BridgeClient::connect(o);
+    if (!c) return std::unexpected(c.error());
+    for (const bridge::DeviceInfo& d : (*c)->devices()) {
+        if (auto r = m.add_remote_virtio(d.addr, d.len, d.irq, (*c)->bus_device(d.addr)); !r) {
+            return std::unexpected("zone " + std::to_string(zone) + ": " + r.error());
+        }
+    }
+    (*c)->start_irq_thread([&m](std::uint32_t irq, bool level) { m.set_irq_level(irq, level); });
+    std::fprintf(stderr, "vireo-vmm: bridge: zone %u with %zu device(s) from %s\n", zone,
+                 (*c)->devices().size(), socket.c_str());
+    return std::move(*c);
 }
 
 }  // namespace
@@ -61,6 +88,8 @@ int riscv_main(int argc, char** argv) {
     double timeout = 0;
     bool stats = false;
     std::vector<std::string> devices;
+    std::string bridge_socket;
+    std::uint32_t zone = 0;
     app.add_option("--arch", arch, "riscv64")->required();
     app.add_option("--kernel", kernel, "Linux Image (S-mode payload of the firmware)");
     app.add_option("--initrd", initrd, "Initial ramdisk");
@@ -73,6 +102,9 @@ int riscv_main(int argc, char** argv) {
     app.add_option("--serial", serial, "UART output file (default stdout)");
     app.add_option("--timeout", timeout, "Wall-clock limit in seconds");
     app.add_flag("--stats", stats, "Print instructions executed and MIPS at the end");
+    app.add_option("--bridge", bridge_socket,
+                   "Add the virtio-mmio devices a vireo daemon serves at this bridge socket");
+    app.add_option("--zone", zone, "Zone (VM) id for --bridge");
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -117,6 +149,12 @@ int riscv_main(int argc, char** argv) {
 
     auto machine = riscv::Machine::create(mc);
     if (!machine) return fail(kExitUsage, machine.error());
+    std::unique_ptr<bridge::BridgeClient> bridge;
+    if (!bridge_socket.empty()) {
+        auto b = attach_bridge(**machine, bridge_socket, zone, harts);
+        if (!b) return fail(kExitSetup, "--bridge " + bridge_socket + ": " + b.error());
+        bridge = std::move(*b);
+    }
     std::vector<VirtioModel> models;
     for (std::size_t i = 0; i < devices.size(); ++i) {
         auto spec = parse_device(devices[i], fmt::format("--device #{} '{}'", i + 1, devices[i]));
@@ -143,6 +181,7 @@ int riscv_main(int argc, char** argv) {
                      static_cast<unsigned long long>(n), secs, secs > 0 ? n / secs / 1e6 : 0.0);
     }
     const std::string state = code ? std::string() : (*machine)->describe();
+    bridge.reset();    // its interrupt thread drives the machine's PLIC
     machine->reset();  // devices stop before their models go
     for (auto& m : models) {
         if (m.blk != nullptr && !m.blk->flush_all())
