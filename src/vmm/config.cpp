@@ -318,14 +318,34 @@ std::expected<VmmConfig, std::string> parse_config(std::string_view text) {
     VmmConfig cfg;
     for (const auto& [key, v] : doc.items()) {
         const std::string where = "config." + key;
-        if (key == "kernel" || key == "append" || key == "serial") {
+        if (key == "kernel" || key == "append" || key == "serial" || key == "initrd" ||
+            key == "bios" || key == "bridge") {
             if (!v.is_string()) {
                 return bad("{}: expected a string", where);
             }
             (key == "kernel"   ? cfg.kernel
              : key == "append" ? cfg.append
+             : key == "initrd" ? cfg.initrd
+             : key == "bios"   ? cfg.bios
+             : key == "bridge" ? cfg.bridge
                                : cfg.serial) = v.get<std::string>();
+        } else if (key == "arch") {
+            if (!v.is_string() || (v != "x86_64" && v != "riscv64")) {
+                return bad("{}: expected \"x86_64\" or \"riscv64\"", where);
+            }
+            cfg.arch = v.get<std::string>();
+        } else if (key == "zone") {
+            if (!v.is_number_unsigned() || v.get<std::uint64_t>() > UINT32_MAX) {
+                return bad("{}: expected a zone id (unsigned integer)", where);
+            }
+            cfg.zone = static_cast<std::uint32_t>(v.get<std::uint64_t>());
+        } else if (key == "stats") {
+            if (!v.is_boolean()) {
+                return bad("{}: expected true or false", where);
+            }
+            cfg.stats = v.get<bool>();
         } else if (key == "mem") {
+            cfg.mem_given = true;
             if (v.is_number_unsigned()) {
                 cfg.mem_size = v.get<std::uint64_t>();
             } else if (v.is_string()) {
@@ -337,7 +357,7 @@ std::expected<VmmConfig, std::string> parse_config(std::string_view text) {
             } else {
                 return bad("{}: expected a size like \"64M\" or a byte count", where);
             }
-        } else if (key == "vcpus") {
+        } else if (key == "vcpus" || key == "harts") {
             if (!v.is_number_unsigned() || v.get<std::uint64_t>() > kMaxVcpus) {
                 return bad("{}: expected an integer 1..{}", where, kMaxVcpus);
             }
@@ -411,6 +431,12 @@ std::expected<VmmConfig, std::string> load_config(const std::string& path) {
 }
 
 std::expected<void, std::string> check_config(const VmmConfig& cfg) {
+    if (cfg.arch != "x86_64") {
+        return bad("arch {}: this is the x86-64 KVM machine", cfg.arch);
+    }
+    if (!cfg.initrd.empty() || !cfg.bios.empty()) {
+        return bad("initrd and bios are riscv64 options (--arch riscv64)");
+    }
     if (cfg.kernel.empty()) {
         return bad("no guest kernel (--kernel FILE or config.kernel)");
     }

@@ -41,8 +41,12 @@ struct DeviceSpec {
 };
 
 struct VmmConfig {
+    std::string arch = "x86_64";  // or "riscv64": the RV64 system emulator (docs/riscv.md)
     std::string kernel;
+    std::string initrd;  // riscv64: initial ramdisk
+    std::string bios;    // riscv64: M-mode firmware (default OpenSBI fw_dynamic)
     std::uint64_t mem_size = kDefaultMemSize;
+    bool mem_given = false;  // "mem" was in the file (riscv64 has its own default)
     std::uint32_t vcpus = 1;
     std::string append;
     std::string serial;  // UART output: empty = stdout, else a file path
@@ -63,8 +67,9 @@ std::expected<std::uint64_t, std::string> parse_size(std::string_view text);
 // One --device value: "blk,transport=pci,image=disk.img,read-only". `where` prefixes errors.
 std::expected<DeviceSpec, std::string> parse_device(std::string_view spec, std::string where);
 
-// A JSON document (docs/vmm.md): top-level keys kernel, mem, vcpus, append, serial, timeout,
-// verbose, devices[] (objects with "type" plus the --device keys).
+// A JSON document (docs/vmm.md): top-level keys arch, kernel, initrd, bios, mem, vcpus (alias
+// harts), append, serial, timeout, verbose, stats, bridge, zone, devices[] (objects with "type"
+// plus the --device keys).
 std::expected<VmmConfig, std::string> parse_config(std::string_view json_text);
 std::expected<VmmConfig, std::string> load_config(const std::string& path);
 

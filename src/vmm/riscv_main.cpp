@@ -39,6 +39,7 @@ namespace {
 
 constexpr const char* kDefaultBios = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
 constexpr std::uint64_t kMaxImage = 1ull << 30;
+constexpr std::uint64_t kDefaultRamSize = 256ull << 20;
 
 int fail(int code, const std::string& msg) {
     std::fprintf(stderr, "vireo-vmm: error: %s\n", msg.c_str());
@@ -67,6 +68,16 @@ std::expected<std::unique_ptr<bridge::BridgeClient>, std::string> attach_bridge(
     return std::move(*c);
 }
 
+// The --config file's path, if the command line names one.
+std::optional<std::string> config_arg(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view a(argv[i]);
+        if (a == "--config" && i + 1 < argc) return std::string(argv[i + 1]);
+        if (a.starts_with("--config=")) return std::string(a.substr(9));
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 bool wants_riscv(int argc, char** argv) {
@@ -78,33 +89,41 @@ bool wants_riscv(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         if (std::string_view(argv[i]) == "--arch=riscv64") return true;
     }
+    // A configuration file may choose the machine; an unreadable one is reported by the x86 path.
+    if (auto path = config_arg(argc, argv)) {
+        auto cfg = load_config(*path);
+        return cfg && cfg->arch == "riscv64";
+    }
     return false;
 }
 
 int riscv_main(int argc, char** argv) {
     CLI::App app{"vireo-vmm --arch riscv64: RV64GC system emulator"};
-    std::string arch, kernel, initrd, append, mem = "256M", bios, serial;
+    std::string arch, kernel, initrd, append, mem, bios, serial, config_path;
     std::uint32_t harts = 1;
     double timeout = 0;
     bool stats = false;
     std::vector<std::string> devices;
     std::string bridge_socket;
     std::uint32_t zone = 0;
-    app.add_option("--arch", arch, "riscv64")->required();
-    app.add_option("--kernel", kernel, "Linux Image (S-mode payload of the firmware)");
-    app.add_option("--initrd", initrd, "Initial ramdisk");
-    app.add_option("--append", append, "Kernel command line (/chosen/bootargs)");
-    app.add_option("--mem", mem, "RAM size (default 256M)");
-    app.add_option("--harts", harts, "Number of harts (1..4)");
-    app.add_option("--bios", bios, "M-mode firmware or bare-metal program (default OpenSBI)");
+    app.add_option("--arch", arch, "riscv64 (or \"arch\": \"riscv64\" in --config)");
+    app.add_option("--config", config_path, "JSON configuration (docs/vmm.md)");
+    auto* o_kernel = app.add_option("--kernel", kernel, "Linux Image (S-mode payload)");
+    auto* o_initrd = app.add_option("--initrd", initrd, "Initial ramdisk");
+    auto* o_append = app.add_option("--append", append, "Kernel command line (/chosen/bootargs)");
+    auto* o_mem = app.add_option("--mem", mem, "RAM size (default 256M)");
+    auto* o_harts = app.add_option("--harts", harts, "Number of harts (1..4)");
+    auto* o_bios =
+        app.add_option("--bios", bios, "M-mode firmware or bare-metal program (default OpenSBI)");
     app.add_option("--device", devices,
                    "blk,image=FILE | net,switch=NAME|tap=NAME | console | rng");
-    app.add_option("--serial", serial, "UART output file (default stdout)");
-    app.add_option("--timeout", timeout, "Wall-clock limit in seconds");
+    auto* o_serial = app.add_option("--serial", serial, "UART output file (default stdout)");
+    auto* o_timeout = app.add_option("--timeout", timeout, "Wall-clock limit in seconds");
     app.add_flag("--stats", stats, "Print instructions executed and MIPS at the end");
-    app.add_option("--bridge", bridge_socket,
-                   "Add the virtio-mmio devices a vireo daemon serves at this bridge socket");
-    app.add_option("--zone", zone, "Zone (VM) id for --bridge");
+    auto* o_bridge =
+        app.add_option("--bridge", bridge_socket,
+                       "Add the virtio-mmio devices a vireo daemon serves at this bridge socket");
+    auto* o_zone = app.add_option("--zone", zone, "Zone (VM) id for --bridge");
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -116,66 +135,95 @@ int riscv_main(int argc, char** argv) {
         std::fprintf(stderr, "vireo-vmm: %.*s\n", static_cast<int>(line.size()), line.data());
     });
 
+    // The file gives the defaults, the command line overrides; --device entries come after the
+    // file's devices (as on x86).
+    VmmConfig cfg;
+    if (!config_path.empty()) {
+        auto loaded = load_config(config_path);
+        if (!loaded) return fail(kExitUsage, loaded.error());
+        cfg = std::move(*loaded);
+    }
+    if (!cfg.mem_given) cfg.mem_size = kDefaultRamSize;
+    if (o_kernel->count() > 0) cfg.kernel = kernel;
+    if (o_initrd->count() > 0) cfg.initrd = initrd;
+    if (o_bios->count() > 0) cfg.bios = bios;
+    if (o_append->count() > 0) cfg.append = append;
+    if (o_harts->count() > 0) cfg.vcpus = harts;
+    if (o_serial->count() > 0) cfg.serial = serial;
+    if (o_timeout->count() > 0) cfg.timeout = timeout;
+    if (o_bridge->count() > 0) cfg.bridge = bridge_socket;
+    if (o_zone->count() > 0) cfg.zone = zone;
+    if (stats) cfg.stats = true;
+    if (o_mem->count() > 0) {
+        auto size = parse_size(mem);
+        if (!size) return fail(kExitUsage, "--mem: " + size.error());
+        cfg.mem_size = *size;
+    }
+    for (std::size_t i = 0; i < devices.size(); ++i) {
+        auto spec = parse_device(devices[i], fmt::format("--device #{} '{}'", i + 1, devices[i]));
+        if (!spec) return fail(kExitUsage, spec.error());
+        cfg.devices.push_back(std::move(*spec));
+    }
+    if (cfg.timeout < 0) return fail(kExitUsage, "--timeout: must not be negative");
+
     riscv::MachineConfig mc;
-    auto size = parse_size(mem);
-    if (!size) return fail(kExitUsage, "--mem: " + size.error());
-    mc.ram_size = *size;
-    mc.harts = harts;
-    mc.bootargs = append;
+    mc.ram_size = cfg.mem_size;
+    mc.harts = cfg.vcpus;
+    mc.bootargs = cfg.append;
     UniqueFd serial_fd;
-    if (!serial.empty()) {
-        serial_fd.reset(::open(serial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-        if (!serial_fd) return fail(kExitSetup, "cannot open --serial " + serial);
+    if (!cfg.serial.empty()) {
+        serial_fd.reset(::open(cfg.serial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        if (!serial_fd) return fail(kExitSetup, "cannot open --serial " + cfg.serial);
         mc.uart_fd = serial_fd.get();
     }
     riscv::BootImages img;
-    if (bios.empty()) {
-        if (kernel.empty()) return fail(kExitUsage, "--kernel or --bios is required");
-        bios = kDefaultBios;
+    if (cfg.bios.empty()) {
+        if (cfg.kernel.empty()) return fail(kExitUsage, "--kernel or --bios is required");
+        cfg.bios = kDefaultBios;
     }
-    auto fw = read_file(bios, kMaxImage);
+    auto fw = read_file(cfg.bios, kMaxImage);
     if (!fw) return fail(kExitUsage, "--bios: " + fw.error());
     img.firmware = std::move(*fw);
-    if (!kernel.empty()) {
-        auto k = read_file(kernel, kMaxImage);
+    if (!cfg.kernel.empty()) {
+        auto k = read_file(cfg.kernel, kMaxImage);
         if (!k) return fail(kExitUsage, "--kernel: " + k.error());
         img.kernel = std::move(*k);
     }
-    if (!initrd.empty()) {
-        auto i = read_file(initrd, kMaxImage);
+    if (!cfg.initrd.empty()) {
+        auto i = read_file(cfg.initrd, kMaxImage);
         if (!i) return fail(kExitUsage, "--initrd: " + i.error());
         img.initrd = std::move(*i);
     }
 
+    // Declared first so that on every return path the machine's transports (which reference
+    // the models) are destroyed before the models.
+    std::vector<VirtioModel> models;
     auto machine = riscv::Machine::create(mc);
     if (!machine) return fail(kExitUsage, machine.error());
     std::unique_ptr<bridge::BridgeClient> bridge;
-    if (!bridge_socket.empty()) {
-        auto b = attach_bridge(**machine, bridge_socket, zone, harts);
-        if (!b) return fail(kExitSetup, "--bridge " + bridge_socket + ": " + b.error());
+    if (!cfg.bridge.empty()) {
+        auto b = attach_bridge(**machine, cfg.bridge, cfg.zone, cfg.vcpus);
+        if (!b) return fail(kExitSetup, "--bridge " + cfg.bridge + ": " + b.error());
         bridge = std::move(*b);
     }
-    std::vector<VirtioModel> models;
-    for (std::size_t i = 0; i < devices.size(); ++i) {
-        auto spec = parse_device(devices[i], fmt::format("--device #{} '{}'", i + 1, devices[i]));
-        if (!spec) return fail(kExitUsage, spec.error());
-        if (spec->transport != Transport::kMmio) {
-            return fail(kExitUsage, "riscv64 has virtio-mmio only (transport=mmio)");
+    for (const DeviceSpec& spec : cfg.devices) {
+        if (spec.transport != Transport::kMmio) {
+            return fail(kExitUsage, spec.where + ": riscv64 has virtio-mmio only (transport=mmio)");
         }
-        auto m = make_virtio_model(*spec);
+        auto m = make_virtio_model(spec);
         if (!m) return fail(kExitSetup, m.error());
-        if (auto r = (*machine)->add_virtio(*m->model, spec->legacy); !r) {
-            return fail(kExitUsage, r.error());
+        if (auto r = (*machine)->add_virtio(*m->model, spec.legacy); !r) {
+            return fail(kExitUsage, spec.where + ": " + r.error());
         }
         models.push_back(std::move(*m));
     }
     if (auto r = (*machine)->boot(img); !r) return fail(kExitSetup, r.error());
 
     const auto t0 = std::chrono::steady_clock::now();
-    const auto code = (*machine)->run(timeout);
+    const auto code = (*machine)->run(cfg.timeout);
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (stats) {
+    if (cfg.stats) {
         const std::uint64_t n = (*machine)->instructions();
         std::fprintf(stderr, "vireo-vmm: %llu instructions in %.2f s: %.1f MIPS\n",
                      static_cast<unsigned long long>(n), secs, secs > 0 ? n / secs / 1e6 : 0.0);

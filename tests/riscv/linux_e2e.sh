@@ -12,6 +12,7 @@
 #              bridge in a network namespace (an in-process switch cannot span two VMMs).
 # MODE bridge: blk, net and console served by one `vireo run` daemon through the hypervisor
 #              bridge (zones 1 and 2), the two guests on the daemon's switch; rng stays local.
+#              Guest A's VMM is configured by a JSON file ("arch": "riscv64").
 # RING (local mode): packed (offered; Linux takes it) or split (packed=off on every device).
 #   Usage: tests/riscv/linux_e2e.sh VIREO_VMM VIREO MODE [HARTS] [RING]   (needs root: netns, TAP)
 set -euo pipefail
@@ -105,9 +106,14 @@ JSON
         --serial "$W/b.log" 2>"$W/b.err" &
     pids+=($!)
     b_pid=$!
+    # Guest A from a JSON configuration (docs/vmm.md), which selects the machine itself.
+    cat >"$W/a.json" <<JSON
+{"arch": "riscv64", "kernel": "$kernel", "initrd": "$W/initrd.cpio", "harts": $harts,
+ "append": "$common_a $net_a", "bridge": "$W/bridge.sock", "zone": 1, "timeout": 240,
+ "stats": true, "devices": [{"type": "rng"}]}
+JSON
     rc_a=0
-    "${run_vmm[@]}" --append "$common_a $net_a" --bridge "$W/bridge.sock" --zone 1 --device rng \
-        --serial "$W/a.log" 2>"$W/a.err" || rc_a=$?
+    "$vmm" --config "$W/a.json" --serial "$W/a.log" 2>"$W/a.err" || rc_a=$?
 fi
 rc_b=0
 wait "$b_pid" || rc_b=$?

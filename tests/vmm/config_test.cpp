@@ -90,6 +90,37 @@ TEST(VmmConfig, ParsesJson) {
     EXPECT_TRUE(check_config(*c));
 }
 
+// The RV64 machine's keys (docs/riscv.md): arch selects it; harts is vcpus' alias; mem_given
+// lets it keep its own 256M default.
+TEST(VmmConfig, ParsesRiscvJson) {
+    auto c = parse_config(R"({
+        "arch": "riscv64", "kernel": "Image", "initrd": "i.cpio", "bios": "fw.bin",
+        "harts": 2, "bridge": "/run/b.sock", "zone": 3, "stats": true,
+        "devices": [{"type": "rng"}]})");
+    ASSERT_TRUE(c) << c.error();
+    EXPECT_EQ(c->arch, "riscv64");
+    EXPECT_EQ(c->initrd, "i.cpio");
+    EXPECT_EQ(c->bios, "fw.bin");
+    EXPECT_EQ(c->vcpus, 2u);
+    EXPECT_EQ(c->bridge, "/run/b.sock");
+    EXPECT_EQ(c->zone, 3u);
+    EXPECT_TRUE(c->stats);
+    EXPECT_FALSE(c->mem_given);
+    // The x86 machine refuses riscv-only settings instead of ignoring them.
+    auto r = check_config(*c);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().find("riscv64"), std::string::npos) << r.error();
+    c->arch = "x86_64";
+    r = check_config(*c);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().find("initrd"), std::string::npos) << r.error();
+    for (const char* bad : {R"({"arch": "arm64"})", R"({"arch": 1})", R"({"zone": -2})",
+                            R"({"stats": "yes"})", R"({"initrd": 5})"}) {
+        EXPECT_FALSE(parse_config(bad)) << bad;
+    }
+    EXPECT_TRUE(parse_config(R"({"mem": "64M"})")->mem_given);
+}
+
 TEST(VmmConfig, JsonErrorsNameTheField) {
     struct Case {
         const char* json;
