@@ -221,17 +221,24 @@ void Hart::exec_fp(u32 insn, u64 next) {
         // Fused multiply-add family (§11.6): one rounding.
         const bool neg_prod = opc == op::kNmsub || opc == op::kNmadd;
         const bool neg_add = opc == op::kMsub || opc == op::kNmadd;
+        // Infinity times zero is invalid even when the addend is a quiet NaN (§11.6); the
+        // host's fma (x86 and glibc alike) lets the quiet NaN through without NV.
+        auto inf_times_zero = [](auto a, auto b) {
+            return (std::isinf(a) && b == 0) || (a == 0 && std::isinf(b));
+        };
         if (fmt == 0) {
             const float a = get_s(rs1), b = get_s(rs2), c = get_s(rs3);
             HostFpScope s(rm);
             const float r = std::fma(neg_prod ? -a : a, b, neg_add ? -c : c);
             flags = s.flags();
+            if (inf_times_zero(a, b)) flags |= fflag::kNv;
             put_s(r);
         } else {
             const double a = get_d(rs1), b = get_d(rs2), c = get_d(rs3);
             HostFpScope s(rm);
             const double r = std::fma(neg_prod ? -a : a, b, neg_add ? -c : c);
             flags = s.flags();
+            if (inf_times_zero(a, b)) flags |= fflag::kNv;
             put_d(r);
         }
         fflags_ |= flags;
