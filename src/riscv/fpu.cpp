@@ -3,6 +3,7 @@
 // mapped to fflags); RISC-V specifics are done here: NaN boxing of singles, canonical NaNs,
 // min/max and comparison rules, saturating conversions. Compiled with -frounding-math so the
 // compiler keeps FP operations between the fenv calls.
+#include <algorithm>
 #include <bit>
 #include <cfenv>
 #include <cmath>
@@ -85,7 +86,7 @@ int host_round(u32 rm) {
         case kRup:
             return FE_UPWARD;
         default:
-            return FE_TONEAREST;  // RNE; RMM differs only on exact ties (see to_int)
+            return FE_TONEAREST;  // RNE; RMM differs only on exact ties (to_int, tie_away)
     }
 }
 
@@ -135,6 +136,146 @@ u64 to_int(F v, u32 rm, u32& flags) {
     }
     if (r != v) flags |= fflag::kNx;
     return static_cast<u64>(static_cast<I>(r));
+}
+
+// --- RMM ------------------------------------------------------------------------------------
+// The host has no round-to-nearest-ties-to-max-magnitude mode. It differs from the host's
+// nearest-even only when the exact result lies exactly halfway between two representable
+// numbers, so operations under RMM run in nearest-even and then recompute the exact result in
+// integers to find such ties (and take the neighbour away from zero instead). The flags are
+// those of nearest-even: a tie is inexact either way, and the two modes overflow and underflow
+// at the same ties.
+
+using u128 = unsigned __int128;
+
+// (-1)^neg * mag * 2^exp; `sticky` when nonzero bits below 2^exp were dropped (then the value
+// is not exactly representable this way and cannot be a tie).
+struct Exact {
+    bool neg = false;
+    u128 mag = 0;
+    int exp = 0;
+    bool sticky = false;
+};
+
+int msb(u128 v) {
+    const u64 hi = static_cast<u64>(v >> 64);
+    return hi != 0 ? 127 - std::countl_zero(hi) : 63 - std::countl_zero(static_cast<u64>(v));
+}
+
+// A finite float or double.
+template <typename F>
+Exact exact(F v) {
+    using B = typename FpTraits<F>::Bits;
+    constexpr int kMant = std::numeric_limits<F>::digits - 1;
+    constexpr int kBias = std::numeric_limits<F>::max_exponent - 1;
+    const B b = std::bit_cast<B>(v);
+    const u64 frac = b & ((B{1} << kMant) - 1);
+    const int e = static_cast<int>((b & ~FpTraits<F>::kSign) >> kMant);
+    Exact x;
+    x.neg = (b & FpTraits<F>::kSign) != 0;
+    x.mag = e == 0 ? frac : frac | (u64{1} << kMant);
+    x.exp = (e == 0 ? 1 : e) - kBias - kMant;
+    return x;
+}
+
+Exact exact_int(u64 v, bool is_signed) {
+    Exact x;
+    x.neg = is_signed && static_cast<std::int64_t>(v) < 0;
+    x.mag = x.neg ? 0 - v : v;
+    return x;
+}
+
+Exact negate(Exact x) {
+    x.neg = !x.neg;
+    return x;
+}
+
+// Products of float/double significands: below 2^106.
+Exact exact_mul(const Exact& a, const Exact& b) {
+    return Exact{a.neg != b.neg, a.mag * b.mag, a.exp + b.exp, false};
+}
+
+// Sum of two exact values with magnitudes below 2^107.
+Exact exact_add(Exact a, Exact b) {
+    if (a.mag == 0) return b;
+    if (b.mag == 0) return a;
+    if (a.exp + msb(a.mag) < b.exp + msb(b.mag)) std::swap(a, b);  // a has the higher top bit
+    u128 am = a.mag, bm = b.mag;
+    int exp;
+    bool sticky = false;
+    if (a.exp <= b.exp) {
+        bm <<= b.exp - a.exp;  // b's top bit is not above a's: fits
+        exp = a.exp;
+    } else {
+        // Shift a up as far as it goes (top bit at 125, room for the carry); what of b falls
+        // below a's new last bit only matters as sticky: it is far below a's top.
+        const int up = std::min(a.exp - b.exp, 125 - msb(am));
+        am <<= up;
+        exp = a.exp - up;
+        const int down = exp - b.exp;
+        if (down >= 128) {
+            sticky = bm != 0;
+            bm = 0;
+        } else if (down > 0) {
+            sticky = (bm & ((u128{1} << down) - 1)) != 0;
+            bm >>= down;
+        }
+    }
+    Exact r;
+    r.exp = exp;
+    r.sticky = sticky;
+    if (a.neg == b.neg) {
+        r.neg = a.neg;
+        r.mag = am + bm;
+    } else if (am >= bm) {
+        r.neg = a.neg;
+        r.mag = am - bm;
+    } else {
+        r.neg = b.neg;
+        r.mag = bm - am;
+    }
+    return r;
+}
+
+// If `x` lies exactly halfway between two representable values of F, sets `out` to the one
+// of larger magnitude and returns true.
+template <typename F>
+bool tie_away(const Exact& x, F& out) {
+    if (x.mag == 0 || x.sticky) return false;
+    // q: the exponent of the result's last place (never below the subnormals' last place);
+    // k: how many low bits of mag rounding drops.
+    constexpr int kPrec = std::numeric_limits<F>::digits;
+    constexpr int kMinExp = std::numeric_limits<F>::min_exponent - kPrec;
+    const int q = std::max(x.exp + msb(x.mag) - (kPrec - 1), kMinExp);
+    const int k = q - x.exp;
+    if (k <= 0 || k >= 128) return false;
+    if ((x.mag & ((u128{1} << k) - 1)) != u128{1} << (k - 1)) return false;
+    const u64 kept = static_cast<u64>(x.mag >> k) + 1;  // at most 2^kPrec: exact in F
+    const F r = std::ldexp(static_cast<F>(kept), q);
+    out = x.neg ? -r : r;
+    return true;
+}
+
+template <typename F>
+F rmm_of(F rne, const Exact& x) {
+    F out;
+    return tie_away(x, out) ? out : rne;
+}
+
+// A quotient can be a tie only when it is subnormal (a normal midpoint has one significant bit
+// more than any dividend can give): try the two midpoints next to the nearest-even result.
+template <typename F>
+F rmm_div(F a, F b, F r) {
+    if (!(std::fabs(r) < std::numeric_limits<F>::min())) return r;
+    const Exact er = exact(r), ea = exact(a), eb = exact(b);
+    for (int side = 0; side < 2; ++side) {
+        if (side == 1 && er.mag == 0) break;
+        const Exact mid{er.neg, side == 0 ? er.mag * 2 + 1 : er.mag * 2 - 1, er.exp - 1, false};
+        const Exact rest = exact_add(exact_mul(eb, mid), negate(ea));
+        F out;
+        if (rest.mag == 0 && !rest.sticky && tie_away(mid, out)) return out;
+    }
+    return r;
 }
 
 }  // namespace
@@ -226,20 +367,24 @@ void Hart::exec_fp(u32 insn, u64 next) {
         auto inf_times_zero = [](auto a, auto b) {
             return (std::isinf(a) && b == 0) || (a == 0 && std::isinf(b));
         };
+        auto fused = [&]<typename F>(F a, F b, F c, auto put) {
+            const F pa = neg_prod ? -a : a, pc3 = neg_add ? -c : c;
+            F r;
+            {
+                HostFpScope s(rm);
+                r = std::fma(pa, b, pc3);
+                flags = s.flags();
+            }
+            if (inf_times_zero(a, b)) flags |= fflag::kNv;
+            if (rm == kRmm && (flags & fflag::kNx) != 0 && std::isfinite(r)) {
+                r = rmm_of(r, exact_add(exact_mul(exact(pa), exact(b)), exact(pc3)));
+            }
+            put(r);
+        };
         if (fmt == 0) {
-            const float a = get_s(rs1), b = get_s(rs2), c = get_s(rs3);
-            HostFpScope s(rm);
-            const float r = std::fma(neg_prod ? -a : a, b, neg_add ? -c : c);
-            flags = s.flags();
-            if (inf_times_zero(a, b)) flags |= fflag::kNv;
-            put_s(r);
+            fused(get_s(rs1), get_s(rs2), get_s(rs3), put_s);
         } else {
-            const double a = get_d(rs1), b = get_d(rs2), c = get_d(rs3);
-            HostFpScope s(rm);
-            const double r = std::fma(neg_prod ? -a : a, b, neg_add ? -c : c);
-            flags = s.flags();
-            if (inf_times_zero(a, b)) flags |= fflag::kNv;
-            put_d(r);
+            fused(get_d(rs1), get_d(rs2), get_d(rs3), put_d);
         }
         fflags_ |= flags;
         pc = next;
@@ -267,6 +412,24 @@ void Hart::exec_fp(u32 insn, u64 next) {
                 break;  // 0x0b
         }
         flags = s.flags();
+        if (rm == kRmm && (flags & fflag::kNx) != 0 && std::isfinite(r)) {
+            switch (f7 >> 2) {
+                case 0x00:
+                    r = rmm_of(r, exact_add(exact(a), exact(b)));
+                    break;
+                case 0x01:
+                    r = rmm_of(r, exact_add(exact(a), negate(exact(b))));
+                    break;
+                case 0x02:
+                    r = rmm_of(r, exact_mul(exact(a), exact(b)));
+                    break;
+                case 0x03:
+                    r = rmm_div(a, b, r);
+                    break;
+                default:
+                    break;  // a square root is never halfway
+            }
+        }
         put(r);
     };
     auto sgnj = [&]<typename F>(F a, F b) -> F {
@@ -346,6 +509,12 @@ void Hart::exec_fp(u32 insn, u64 next) {
                 break;
         }
         flags = s.flags();
+        if (rm == kRmm && (flags & fflag::kNx) != 0) {
+            const u64 iv = rs2 == 0   ? static_cast<u64>(static_cast<std::int32_t>(v))
+                           : rs2 == 1 ? static_cast<u32>(v)
+                                      : v;
+            r = rmm_of(r, exact_int(iv, rs2 == 0 || rs2 == 2));
+        }
         return r;
     };
     if (rs2 > 3 && (f7 >> 2 == 0x18 || f7 >> 2 == 0x1a)) {
@@ -418,8 +587,11 @@ void Hart::exec_fp(u32 insn, u64 next) {
             }
             const double a = get_d(rs1);
             HostFpScope s(rm);
-            const float r = static_cast<float>(a);
+            float r = static_cast<float>(a);
             flags = s.flags();
+            if (rm == kRmm && (flags & fflag::kNx) != 0 && std::isfinite(r)) {
+                r = rmm_of(r, exact(a));
+            }
             put_s(r);
             break;
         }
