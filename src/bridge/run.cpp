@@ -11,7 +11,8 @@
 
 namespace vireo::bridge {
 
-std::optional<int> run_if_zone_config(const std::string& path, bool verbose) {
+std::optional<int> run_if_zone_config(const std::string& path, bool verbose,
+                                      const Confine& confine) {
     std::ifstream in(path);
     if (!in) {
         return std::nullopt;  // the daemon's own loader reports the file by name
@@ -34,6 +35,12 @@ std::optional<int> run_if_zone_config(const std::string& path, bool verbose) {
     if (!server) {
         log::error("{}", server.error());
         return 1;
+    }
+    if (confine) {
+        if (auto ok = confine(); !ok) {
+            log::error("sandbox: {}", ok.error());
+            return 1;
+        }
     }
     return (*server)->run();
 }

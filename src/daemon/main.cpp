@@ -10,12 +10,18 @@
 //
 // Exit status: 0 after a clean shutdown (SIGTERM/SIGINT) or --print-capabilities; 1 when a
 // device or socket cannot be set up; 2 for command-line and configuration errors.
+#include <fmt/format.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -74,6 +80,10 @@ struct Devices {
 
 // --no-sandbox turns confinement off (debugging, strace); see docs/security.md.
 bool g_sandbox = true;
+// --user: the identity to continue as after setup (resolved at startup).
+std::optional<vireo::sandbox::Identity> g_user;
+// The vhost-user sockets (chowned to --user's identity).
+std::vector<std::string> g_socket_paths;
 
 std::expected<void, std::string> add_device(const DeviceConfig& d, Devices& out) {
     std::unique_ptr<vireo::dev::VirtioDevice> device;
@@ -180,6 +190,19 @@ std::expected<void, std::string> add_device(const DeviceConfig& d, Devices& out)
 // After setup (images, TAPs, listening sockets open) and before any thread or connection exists:
 // no capabilities, and a seccomp allow-list for the rest of the process's life.
 std::expected<void, std::string> confine() {
+    if (g_user) {
+        // Before dropping capabilities: changing uid needs CAP_SETUID. The sockets stay
+        // usable by the new identity (their files are removed at shutdown).
+        for (const std::string& path : g_socket_paths) {
+            if (::chown(path.c_str(), g_user->uid, g_user->gid) != 0) {
+                return std::unexpected(fmt::format("chown {}: {}", path, std::strerror(errno)));
+            }
+        }
+        if (auto ok = vireo::sandbox::switch_identity(*g_user); !ok) {
+            return ok;
+        }
+        vireo::log::info("running as uid {} gid {}", g_user->uid, g_user->gid);
+    }
     if (!g_sandbox) {
         vireo::log::info("sandbox disabled (--no-sandbox)");
         return {};
@@ -203,6 +226,9 @@ int serve(const DaemonConfig& cfg) {
     if (!server) {
         vireo::log::error("{}", server.error());
         return kExitSetup;
+    }
+    for (const auto& d : cfg.devices) {
+        g_socket_paths.push_back(d.socket_path);
     }
     if (auto ok = confine(); !ok) {
         vireo::log::error("sandbox: {}", ok.error());
@@ -249,6 +275,9 @@ int main(int argc, char** argv) {
     app.add_flag("--sandbox,!--no-sandbox", g_sandbox,
                  "Confine the process after setup: seccomp allow-list, no capabilities "
                  "(default on)");
+    std::string user;
+    app.add_option("--user", user,
+                   "After setup, continue as USER[:GROUP] or UID:GID (as root: give up root)");
     app.fallthrough();
 
     // --- vireo blk ---------------------------------------------------------------------
@@ -344,10 +373,18 @@ int main(int argc, char** argv) {
         return usage_error(e.what());
     }
 
+    if (!user.empty()) {
+        auto id = vireo::sandbox::parse_identity(user);
+        if (!id) {
+            return usage_error("--user: " + id.error());
+        }
+        g_user = *id;
+    }
+
     DaemonConfig cfg;
     if (run->parsed()) {
         // A zone configuration (hvisor's virtio_cfg.json format): the hypervisor bridge.
-        if (auto rc = vireo::bridge::run_if_zone_config(config_path, run_verbose)) {
+        if (auto rc = vireo::bridge::run_if_zone_config(config_path, run_verbose, confine)) {
             return *rc;
         }
         auto loaded = vireo::daemon::load_config(config_path);

@@ -1,9 +1,11 @@
 #include "sandbox/sandbox.hpp"
 
 #include <fmt/format.h>
+#include <grp.h>
 #include <linux/capability.h>
 #include <linux/if_tun.h>
 #include <linux/seccomp.h>
+#include <pwd.h>
 #include <seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -13,8 +15,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <memory>
+#include <optional>
+#include <vector>
 
 namespace vireo::sandbox {
 namespace {
@@ -95,6 +100,8 @@ constexpr Rule kRules[] = {
     {"epoll_ctl", kAll},
     {"epoll_create1", kAll},
     {"eventfd2", kAll},
+    // The bridge server's signalfd is made when its loop starts (after confinement).
+    {"signalfd4", kLoopOnly},
     {"timerfd_create", kAll},
     {"timerfd_settime", kAll},
     {"timerfd_gettime", kAll},
@@ -270,6 +277,72 @@ std::expected<void, std::string> drop_capabilities() {
     __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
     if (::syscall(SYS_capset, &hdr, data) != 0) {
         return std::unexpected(fmt::format("capset: {}", std::strerror(errno)));
+    }
+    return {};
+}
+
+namespace {
+
+std::optional<unsigned> parse_id(std::string_view s) {
+    unsigned v = 0;
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
+    return v;
+}
+
+}  // namespace
+
+std::expected<Identity, std::string> parse_identity(std::string_view spec) {
+    const auto colon = spec.find(':');
+    const std::string user(spec.substr(0, colon));
+    const std::optional<std::string> group =
+        colon == std::string_view::npos ? std::nullopt
+                                        : std::optional(std::string(spec.substr(colon + 1)));
+    Identity id{};
+    std::vector<char> buf(16384);
+    if (auto n = parse_id(user)) {
+        id.uid = *n;
+        if (!group) return std::unexpected(fmt::format("'{}': a numeric user needs :GID", spec));
+    } else {
+        passwd pw{};
+        passwd* found = nullptr;
+        if (::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || !found) {
+            return std::unexpected(fmt::format("unknown user '{}'", user));
+        }
+        id.uid = pw.pw_uid;
+        id.gid = pw.pw_gid;
+    }
+    if (group) {
+        if (auto n = parse_id(*group)) {
+            id.gid = *n;
+        } else {
+            struct group gr {};
+            struct group* found = nullptr;
+            if (::getgrnam_r(group->c_str(), &gr, buf.data(), buf.size(), &found) != 0 || !found) {
+                return std::unexpected(fmt::format("unknown group '{}'", *group));
+            }
+            id.gid = gr.gr_gid;
+        }
+    }
+    if (id.uid == 0 || id.gid == 0) {
+        return std::unexpected(fmt::format("'{}': refusing to continue as root", spec));
+    }
+    return id;
+}
+
+std::expected<void, std::string> switch_identity(const Identity& id) {
+    if (::setgroups(1, &id.gid) != 0) {
+        return std::unexpected(fmt::format("setgroups: {}", std::strerror(errno)));
+    }
+    if (::setresgid(id.gid, id.gid, id.gid) != 0) {
+        return std::unexpected(fmt::format("setresgid {}: {}", id.gid, std::strerror(errno)));
+    }
+    if (::setresuid(id.uid, id.uid, id.uid) != 0) {
+        return std::unexpected(fmt::format("setresuid {}: {}", id.uid, std::strerror(errno)));
+    }
+    // Defence in depth: a process that could go back to root has not dropped anything.
+    if (::setuid(0) == 0 || ::geteuid() != id.uid || ::getegid() != id.gid) {
+        return std::unexpected("identity change did not stick");
     }
     return {};
 }

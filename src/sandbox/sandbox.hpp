@@ -8,6 +8,8 @@
 // narrow itself further with install(kQueueWorker) (filters stack: a call must pass all of them).
 #pragma once
 
+#include <sys/types.h>
+
 #include <expected>
 #include <string>
 #include <string_view>
@@ -35,5 +37,21 @@ std::expected<void, std::string> install(ThreadClass c);
 // Drops every capability (effective, permitted, inheritable, bounding set and ambient) of the
 // calling process. A no-op when it has none. Call after TAPs are opened: their fds keep working.
 std::expected<void, std::string> drop_capabilities();
+
+// The unprivileged identity a back end continues as after setup (`--user`).
+struct Identity {
+    uid_t uid;
+    gid_t gid;
+};
+
+// "USER", "USER:GROUP", "UID" or "UID:GID"; a user's primary group unless a group is given.
+// Names are resolved now (at startup, when /etc/passwd can still be read). Root is refused: the
+// point is to stop being it.
+std::expected<Identity, std::string> parse_identity(std::string_view spec);
+
+// Becomes `id` for good: supplementary groups dropped, then real/effective/saved gid and uid
+// (glibc applies setres[ug]id to every thread). Verified: root cannot be regained. Call after
+// opening images, TAPs and sockets, before drop_capabilities() (setuid needs CAP_SETUID).
+std::expected<void, std::string> switch_identity(const Identity& id);
 
 }  // namespace vireo::sandbox
