@@ -16,31 +16,62 @@ namespace vireo::guest {
 __attribute__((format(printf, 1, 2))) void print(const char* fmt, ...);
 
 // ---- device registers ----------------------------------------------------------------------
-// Memory-mapped registers: volatile accesses of exactly the given width. Identity-mapped,
-// uncached (the VMM maps 3-4 GiB uncached), so no cache maintenance is needed on x86; an
-// architecture with weaker MMIO ordering would add its fences here.
+// Memory-mapped registers: volatile accesses of exactly the given width, identity-mapped and
+// uncached, so no cache maintenance is needed.
+//
+// Ordering against RAM. The drivers publish descriptors and ring indices in RAM (acquire /
+// release and full_fence() from memory/ordering.hpp) and then write a device register (queue
+// notify, status), or read a register (interrupt status) and then the used ring. x86-64 orders
+// uncached accesses with every other load and store, so nothing is needed there. RISC-V's RVWMO
+// treats device I/O and memory as separate classes, and the fences of C++ atomics need only order
+// memory (the RISC-V atomics mapping is fence rw,rw, which does not order a RAM store before an
+// MMIO store; GCC 12 happens to emit fence iorw,iorw, nothing to rely on). So on riscv64 every
+// register write waits for all earlier memory and I/O accesses, and every register read completes
+// before any later one (fence iorw,iorw on both sides; Linux's writel/readl use the narrower fence
+// w,o / fence i,ir). A register write followed by a read of the same device relies on the device
+// region being a strongly ordered I/O channel (its memory-ordering PMA), as Linux does.
+namespace detail {
+inline void io_fence() {
+#if defined(__riscv)
+    asm volatile("fence iorw, iorw" ::: "memory");
+#endif
+}
+}  // namespace detail
+
 inline std::uint8_t mmio_read8(std::uint64_t addr) {
-    return *reinterpret_cast<volatile const std::uint8_t*>(addr);
+    const std::uint8_t v = *reinterpret_cast<volatile const std::uint8_t*>(addr);
+    detail::io_fence();
+    return v;
 }
 inline std::uint16_t mmio_read16(std::uint64_t addr) {
-    return *reinterpret_cast<volatile const std::uint16_t*>(addr);
+    const std::uint16_t v = *reinterpret_cast<volatile const std::uint16_t*>(addr);
+    detail::io_fence();
+    return v;
 }
 inline std::uint32_t mmio_read32(std::uint64_t addr) {
-    return *reinterpret_cast<volatile const std::uint32_t*>(addr);
+    const std::uint32_t v = *reinterpret_cast<volatile const std::uint32_t*>(addr);
+    detail::io_fence();
+    return v;
 }
 inline std::uint64_t mmio_read64(std::uint64_t addr) {
-    return *reinterpret_cast<volatile const std::uint64_t*>(addr);
+    const std::uint64_t v = *reinterpret_cast<volatile const std::uint64_t*>(addr);
+    detail::io_fence();
+    return v;
 }
 inline void mmio_write8(std::uint64_t addr, std::uint8_t v) {
+    detail::io_fence();
     *reinterpret_cast<volatile std::uint8_t*>(addr) = v;
 }
 inline void mmio_write16(std::uint64_t addr, std::uint16_t v) {
+    detail::io_fence();
     *reinterpret_cast<volatile std::uint16_t*>(addr) = v;
 }
 inline void mmio_write32(std::uint64_t addr, std::uint32_t v) {
+    detail::io_fence();
     *reinterpret_cast<volatile std::uint32_t*>(addr) = v;
 }
 inline void mmio_write64(std::uint64_t addr, std::uint64_t v) {
+    detail::io_fence();
     *reinterpret_cast<volatile std::uint64_t*>(addr) = v;
 }
 
@@ -48,6 +79,7 @@ namespace platform {
 
 // ---- PCI configuration space (bus 0..255, device 0..31, function 0..7, offset 0..255) -------
 // x86: configuration mechanism #1 (0xCF8/0xCFC); elsewhere ECAM. Offsets are dword aligned.
+// riscv64 (vireo's machine has no PCI): reads return all-ones, writes are dropped.
 std::uint32_t pci_config_read32(std::uint8_t bus, std::uint8_t dev, std::uint8_t fn,
                                 std::uint16_t offset);
 void pci_config_write32(std::uint8_t bus, std::uint8_t dev, std::uint8_t fn, std::uint16_t offset,
@@ -89,6 +121,22 @@ bool eoi_at_injection();
 // Milliseconds since boot, advanced by a periodic timer interrupt (coarse: 10 ms steps).
 std::uint64_t now_ms();
 void cpu_relax();
+
+// A free-running counter for benchmarks: the TSC on x86-64, the cycle CSR on riscv64 (in
+// vireo's RV64 emulator that counts retired instructions).
+inline std::uint64_t cycle_counter() {
+#if defined(__x86_64__)
+    std::uint32_t lo, hi;
+    asm volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return (std::uint64_t{hi} << 32) | lo;
+#elif defined(__riscv)
+    std::uint64_t c;
+    asm volatile("rdcycle %0" : "=r"(c));
+    return c;
+#else
+#error "cycle_counter: unknown architecture"
+#endif
+}
 
 // ---- DMA -------------------------------------------------------------------------------------
 // How drivers translate their pointers to device addresses (identity on this machine).

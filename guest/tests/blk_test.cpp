@@ -16,11 +16,6 @@ constexpr char kImageMarker[] = "VIREO-GUEST-IMAGE";
 
 constinit BlkDevice disk;
 
-std::uint64_t rdtsc() {
-    std::uint32_t lo, hi;
-    asm volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    return (std::uint64_t{hi} << 32) | lo;
-}
 alignas(16) std::uint8_t wbuf[kBytes];
 alignas(16) std::uint8_t rbuf[kBytes];
 
@@ -61,16 +56,17 @@ int guest_main() {
         }
     }
 
-    // bench=N: N one-sector reads, timed with the TSC (bench/vmm_blk.sh), then exit.
+    // bench=N: N one-sector reads, timed with platform::cycle_counter() (the TSC on x86-64,
+    // bench/vmm_blk.sh), then exit.
     if (const std::uint64_t n = opt_u64("bench", 0); n > 0) {
         const std::uint32_t irq_before = t->interrupts();
-        const std::uint64_t start = rdtsc();
+        const std::uint64_t start = platform::cycle_counter();
         for (std::uint64_t i = 0; i < n; ++i) {
             if (!disk.read(i % 64, rbuf, blk::kSectorSize)) {
                 return 12;
             }
         }
-        const std::uint64_t cycles = rdtsc() - start;
+        const std::uint64_t cycles = platform::cycle_counter() - start;
         print("blk-bench: %lu requests, %lu cycles per request, %u interrupts\n", n, cycles / n,
               t->interrupts() - irq_before);
         return test::check_interrupts(env, *t) ? 0 : 13;

@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Runs one bare-metal test guest in vireo-vmm and checks its result (docs/guest.md).
 
-Exit status: 0 pass, 1 fail, 77 skip (/dev/kvm absent; CTest's SKIP_RETURN_CODE).
+Exit status: 0 pass, 1 fail, 77 skip (x86-64 only: /dev/kvm absent; CTest's SKIP_RETURN_CODE).
 
-  run_guest.py --vmm VMM --kernel GUEST.elf [--append STR] [--device SPEC]...
-               [--blk-image] [--expect-output TEXT]... [--input TEXT] [--timeout S]
+  run_guest.py --vmm VMM (--kernel GUEST.elf | --bios GUEST.bin) [--append STR]
+               [--device SPEC]... [--blk-image] [--expect-output TEXT]... [--input TEXT]
+               [--timeout S]
+
+--kernel runs an x86-64 guest on KVM; --bios runs a riscv64 guest (guest/runtime/riscv64) on
+vireo-vmm --arch riscv64, vireo's own RV64 emulator, which needs no /dev/kvm.
 
 --blk-image creates a scratch disk image (marker in sector 0, which blk_test.cpp checks) and
 substitutes its path for {image} in --device specs; after the run it checks that the sector
@@ -34,7 +38,9 @@ def append_opt(append, key, default):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vmm", required=True)
-    ap.add_argument("--kernel", required=True)
+    image = ap.add_mutually_exclusive_group(required=True)
+    image.add_argument("--kernel", help="x86-64 guest ELF (KVM)")
+    image.add_argument("--bios", help="riscv64 guest flat binary (vireo-vmm --arch riscv64)")
     ap.add_argument("--append", default="")
     ap.add_argument("--device", action="append", default=[])
     ap.add_argument("--blk-image", action="store_true")
@@ -45,7 +51,7 @@ def main():
                     help="extra vireo-vmm argument (e.g. --no-irqfd, --stats)")
     a = ap.parse_args()
 
-    if not os.path.exists("/dev/kvm"):
+    if a.kernel and not os.path.exists("/dev/kvm"):
         print("SKIP: /dev/kvm absent")
         return SKIP
 
@@ -55,7 +61,11 @@ def main():
             with open(image, "wb") as f:
                 f.write(MARKER + bytes(SECTOR - len(MARKER)))
                 f.truncate(IMAGE_BYTES)
-        cmd = [a.vmm, "--kernel", a.kernel, "--timeout", str(a.timeout)]
+        if a.kernel:
+            cmd = [a.vmm, "--kernel", a.kernel]
+        else:
+            cmd = [a.vmm, "--arch", "riscv64", "--bios", a.bios]
+        cmd += ["--timeout", str(a.timeout)]
         if a.append:
             cmd += ["--append", a.append]
         for d in a.device:
