@@ -183,19 +183,9 @@ std::expected<std::unique_ptr<dev::VirtioDevice>, std::string> make_model(const 
         }
         case ZoneDeviceType::kConsole: {
             dev::ConsoleOptions o;
-            UniqueFd in;
-            UniqueFd out;
             if (!d.console_file.empty()) {
-                in.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-                out.reset(
-                    ::open(d.console_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-                if (!in || !out) {
-                    return std::unexpected(
-                        fmt::format("cannot open '{}': {}", d.console_file, std::strerror(errno)));
-                }
-                o.ports[0].kind = dev::ConsoleBackendKind::kFds;
-                o.ports[0].in_fd = in.get();  // duplicated by the back end
-                o.ports[0].out_fd = out.get();
+                o.ports[0].kind = dev::ConsoleBackendKind::kFile;
+                o.ports[0].path = d.console_file;
             }
             auto c = dev::ConsoleDevice::create(o);
             if (!c) {

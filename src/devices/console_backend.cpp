@@ -157,6 +157,16 @@ std::expected<std::unique_ptr<ConsoleBackend>, std::string> ConsoleBackend::open
             b->out_is_socket_ = true;
             break;
         }
+        case ConsoleBackendKind::kFile: {
+            // Guest output only; the guest's reads see a console without input.
+            b->out_.reset(::open(o.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+            if (!b->out_ || set_nonblocking(b->out_.get()) < 0) {
+                return std::unexpected(errno_text(("cannot open '" + o.path + "'").c_str()));
+            }
+            b->in_eof_ = true;
+            b->path_ = o.path;
+            break;
+        }
         case ConsoleBackendKind::kFds: {
             if (o.in_fd < 0 && o.out_fd < 0) {
                 return std::unexpected("no file descriptors given");

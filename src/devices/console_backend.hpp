@@ -1,6 +1,6 @@
 // Host ends of a virtio-console port: stdio, a pseudo-terminal, a listening unix socket (one
-// client at a time), or a pair of file descriptors handed in by the caller (tests, a daemon that
-// already holds a socket).
+// client at a time), an output file (guest output only: a VMM's or bridge zone's log), or a pair
+// of file descriptors handed in by the caller (tests, a daemon that already holds a socket).
 //
 // Every descriptor is non-blocking. A back-end is not thread-safe: the console device guards
 // each port's back-end with the port's mutex.
@@ -17,11 +17,11 @@
 
 namespace vireo::dev {
 
-enum class ConsoleBackendKind : std::uint8_t { kStdio, kPty, kUnix, kFds };
+enum class ConsoleBackendKind : std::uint8_t { kStdio, kPty, kUnix, kFds, kFile };
 
 struct ConsolePortOptions {
     ConsoleBackendKind kind = ConsoleBackendKind::kStdio;
-    std::string path;  // kUnix: the socket to listen on
+    std::string path;  // kUnix: the socket to listen on; kFile: the file (created, truncated)
     std::string name;  // MULTIPORT: the name the guest sees (/sys/class/virtio-ports/*/name)
     // kFds: duplicated at open(), so the caller keeps its own descriptors.
     int in_fd = -1;

@@ -81,6 +81,10 @@ Machine::Machine(const MachineConfig& cfg) : cfg_(cfg), bus_(std::make_shared<tr
 
 Machine::~Machine() {
     stop();
+    // The transports go first, while the interrupt lines they raise still exist: resetting a
+    // device completes its in-flight buffers and signals the PLIC one last time.
+    virtio_.clear();
+    bus_.reset();
 }
 
 std::expected<std::unique_ptr<Machine>, std::string> Machine::create(const MachineConfig& cfg) {
