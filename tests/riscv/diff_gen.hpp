@@ -31,15 +31,20 @@ struct Program {
     std::uint64_t fcsr = 0;  // frm must be 0..4
     std::array<std::uint8_t, kScratchSize> scratch{};
     std::vector<std::vector<Insn>> items;
+    // Install a SIGILL handler that reports each illegal instruction (kIllegalRecordMagic and
+    // its address on stdout) and resumes after it.
+    bool sigill_handler = false;
     std::size_t insn_count() const;
 };
 
-// What the epilogue writes: scratch, x0..x31, f0..f31, fcsr.
+// What the epilogue writes: scratch, x0..x31, f0..f31, fcsr; before it, the addresses of the
+// illegal instructions the SIGILL handler (if any) skipped.
 struct State {
     std::array<std::uint8_t, kScratchSize> scratch{};
     std::array<std::uint64_t, 32> x{};
     std::array<std::uint64_t, 32> f{};
     std::uint64_t fcsr = 0;
+    std::vector<std::uint64_t> illegal;
 };
 inline constexpr std::size_t kStateBytes = kScratchSize + 32 * 8 + 32 * 8 + 8;
 bool parse_state(const std::string& out, State& s);
@@ -48,6 +53,12 @@ std::string describe_diff(const State& a, const State& b, const char* a_name, co
 
 // `insns` random instructions (a little more: groups are not split) from `seed`.
 Program generate(std::uint64_t seed, unsigned insns);
+
+// Decoder fuzzing: like generate(), but half the groups are random encodings in the integer,
+// FP, FMA, MISC-MEM, load/store, AMO, CSR and RVC spaces (legal or not; kept from writing sp,
+// jumping or reaching outside the scratch buffer), with the SIGILL handler installed so that
+// both implementations must agree on which are illegal.
+Program generate_encodings(std::uint64_t seed, unsigned insns);
 
 // An initial state like generate()'s, with no instructions (for hand-written regressions).
 Program blank_program(std::uint64_t seed);

@@ -34,7 +34,8 @@ constexpr std::uint64_t kTrapVec = kRamSize - kPageSize;
 constexpr std::uint64_t kStackTop = kTrapVec - kPageSize;
 
 // Linux system-call numbers of the generic table riscv64 uses.
-constexpr std::uint64_t kSysWrite = 64, kSysExit = 93, kSysExitGroup = 94;
+constexpr std::uint64_t kSysWrite = 64, kSysExit = 93, kSysExitGroup = 94, kSysSigaltstack = 132,
+                        kSysRtSigaction = 134;
 constexpr std::uint64_t kEnosys = 38;
 
 // The signal Linux delivers for a user-mode exception (arch/riscv/kernel/traps.c).
@@ -78,7 +79,7 @@ std::optional<std::string> find_in_path(const std::string& name) {
     return std::nullopt;
 }
 
-Outcome run_qemu(const std::string& qemu, const std::string& elf_path) {
+Outcome run_qemu(const std::string& qemu, const std::string& elf_path, const std::string& cpu) {
     Outcome o;
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0) {
@@ -90,8 +91,14 @@ Outcome run_qemu(const std::string& qemu, const std::string& elf_path) {
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
     const std::string err_path = elf_path + ".stderr";
     posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    std::vector<char*> argv = {const_cast<char*>(qemu.c_str()), const_cast<char*>(elf_path.c_str()),
-                               nullptr};
+    const std::string cpu_flag = "-cpu";
+    std::vector<char*> argv = {const_cast<char*>(qemu.c_str())};
+    if (!cpu.empty()) {
+        argv.push_back(const_cast<char*>(cpu_flag.c_str()));
+        argv.push_back(const_cast<char*>(cpu.c_str()));
+    }
+    argv.push_back(const_cast<char*>(elf_path.c_str()));
+    argv.push_back(nullptr);
     pid_t pid = -1;
     const int rc = ::posix_spawn(&pid, qemu.c_str(), &fa, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -188,6 +195,7 @@ Outcome run_hart(const std::vector<std::uint8_t>& elf, std::uint64_t max_insns) 
     hart.step();
 
     std::uint64_t n = 0;
+    bool sigill_handler = false;
     while (n < max_insns) {
         hart.step();
         ++n;
@@ -195,6 +203,16 @@ Outcome run_hart(const std::vector<std::uint8_t>& elf, std::uint64_t max_insns) 
         const std::uint64_t cause = hart.mcause();
         std::uint64_t epc = 0;
         hart.csr_read(csr::kMepc, epc);
+        if (cause == static_cast<std::uint64_t>(Exc::kIllegalInsn) && sigill_handler &&
+            epc + 2 <= kRamSize) {
+            // What the guest's handler does under QEMU: report, then resume after it.
+            const std::uint64_t rec[2] = {kIllegalRecordMagic, epc};
+            o.out.append(reinterpret_cast<const char*>(rec), sizeof rec);
+            const bool compressed = (ram[epc] & 3) != 3;
+            hart.csr_write(csr::kMepc, epc + (compressed ? 2 : 4));
+            hart.step();  // the MRET
+            continue;
+        }
         if (cause != static_cast<std::uint64_t>(Exc::kEcallU)) {
             o.status = "signal " + std::to_string(signal_for(cause));
             o.detail = "trap cause " + std::to_string(cause) + " at pc " + hex(epc) + " tval " +
@@ -217,6 +235,15 @@ Outcome run_hart(const std::vector<std::uint8_t>& elf, std::uint64_t max_insns) 
                 if (a0 == 1) o.out.append(reinterpret_cast<const char*>(ram.data() + buf), len);
                 a0 = len;
             }
+        } else if (nr == kSysSigaltstack) {
+            a0 = 0;  // signal stacks are QEMU's business: the handler never runs here
+        } else if (nr == kSysRtSigaction && a0 == SIGILL) {
+            // The handler itself never runs here (see above); only whether there is one.
+            std::uint64_t handler = 0;
+            const std::uint64_t act = hart.x[11];
+            if (act != 0 && act + 8 <= kRamSize) std::memcpy(&handler, ram.data() + act, 8);
+            if (act != 0) sigill_handler = handler > 1;  // not SIG_DFL (0) or SIG_IGN (1)
+            a0 = 0;
         } else {
             a0 = static_cast<std::uint64_t>(-static_cast<std::int64_t>(kEnosys));
         }
