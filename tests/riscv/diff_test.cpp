@@ -45,7 +45,7 @@ std::uint64_t env_u64(const char* name, std::uint64_t dflt) {
 
 // Where the two outputs first differ, by line (the compiled programs print one result a
 // line), with the line from each.
-std::string first_difference(const std::string& a, const std::string& b) {
+[[maybe_unused]] std::string first_difference(const std::string& a, const std::string& b) {
     std::size_t i = 0;
     while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
     const std::size_t start = a.rfind('\n', i == 0 ? 0 : i - 1);
