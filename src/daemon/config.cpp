@@ -399,10 +399,15 @@ std::expected<void, std::string> check_config(const DaemonConfig& cfg, bool cli)
             }
             return {};
         };
-        if (d.socket_path.empty()) {
+        if (d.socket_fd >= 0) {
+            if (!d.socket_path.empty()) {
+                return bad("--fd and --socket-path exclude each other");
+            }
+        } else if (d.socket_path.empty()) {
             return bad("{}: must not be empty", field("socket_path", "--socket-path"));
+        } else {
+            VIREO_TRY(unique_path(d.socket_path, "socket_path", "--socket-path"));
         }
-        VIREO_TRY(unique_path(d.socket_path, "socket_path", "--socket-path"));
         switch (d.type) {
             case DeviceType::kBlk: {
                 if (d.blk.num_queues == 0 || d.blk.num_queues > kMaxQueues) {

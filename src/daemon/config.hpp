@@ -38,6 +38,10 @@ struct NetEndpointOptions {
 struct DeviceConfig {
     DeviceType type = DeviceType::kBlk;
     std::string socket_path;
+    // --fd: an inherited vhost-user socket (vhost-user.rst back-end conventions) instead of
+    // socket_path: a listening socket, or a connected one (a socketpair end whose peer is the
+    // front end). Command line only.
+    int socket_fd = -1;
     dev::BlkOptions blk;
     NetEndpointOptions net;
     dev::ConsoleOptions console;

@@ -181,8 +181,9 @@ std::expected<void, std::string> add_device(const DeviceConfig& d, Devices& out)
             return vireo::sandbox::install(vireo::sandbox::ThreadClass::kQueueWorker);
         };
     }
+    const std::string name = d.socket_fd >= 0 ? "fd " + std::to_string(d.socket_fd) : d.socket_path;
     out.endpoints.push_back(
-        {d.socket_path, d.socket_path, device.get(), std::move(flush), std::move(worker_init)});
+        {name, d.socket_path, device.get(), std::move(flush), std::move(worker_init), d.socket_fd});
     out.owned.push_back(std::move(device));
     return {};
 }
@@ -228,7 +229,7 @@ int serve(const DaemonConfig& cfg) {
         return kExitSetup;
     }
     for (const auto& d : cfg.devices) {
-        g_socket_paths.push_back(d.socket_path);
+        if (!d.socket_path.empty()) g_socket_paths.push_back(d.socket_path);
     }
     if (auto ok = confine(); !ok) {
         vireo::log::error("sandbox: {}", ok.error());
@@ -252,6 +253,9 @@ struct Common {
 
 void add_common(CLI::App* app, Common& c) {
     app->add_option("--socket-path", c.dev.socket_path, "vhost-user unix socket to listen on");
+    app->add_option("--fd", c.dev.socket_fd,
+                    "Inherited vhost-user socket (listening, or connected to the front end)")
+        ->check(CLI::NonNegativeNumber);
     app->add_option("--queue-size", c.queue_size, "Largest ring size the driver may use");
     app->add_flag("--verbose", c.verbose, "Trace every vhost-user message");
     app->add_flag("--print-capabilities", c.caps, "Print back-end capabilities (JSON) and exit");
@@ -404,8 +408,8 @@ int main(int argc, char** argv) {
             print_capabilities(cm->dev.type);
             return kExitOk;
         }
-        if (cm->dev.socket_path.empty()) {
-            return usage_error(sub + ": --socket-path is required");
+        if (cm->dev.socket_path.empty() && cm->dev.socket_fd < 0) {
+            return usage_error(sub + ": --socket-path or --fd is required");
         }
         if (cm->queue_size < 1 || cm->queue_size > UINT16_MAX) {
             return usage_error("--queue-size: " + std::to_string(cm->queue_size) + " out of range");

@@ -65,8 +65,10 @@ std::expected<void, BlkReject> parse_ranges(virtq::ChainReader& r, bool discard,
     }
     const std::size_t n = len / sizeof(BlkDiscardWriteZeroes);
     for (std::size_t i = 0; i < n; ++i) {
-        BlkDiscardWriteZeroes seg;
-        r.read_obj(seg);  // cannot fail: n segments fit in remaining()
+        BlkDiscardWriteZeroes seg{};
+        if (!r.read_obj(seg)) {  // cannot fail: n segments fit in remaining()
+            return reject(out.status, kBlkSIoErr);
+        }
         const std::uint32_t flags = seg.flags.get();
         // §5.2.6.2: UNSUPP for unknown flags, and for unmap on a discard.
         if ((flags & ~kBlkWriteZeroesFlagUnmap) != 0 ||

@@ -1,12 +1,15 @@
 #include "vhost_user/server.hpp"
 
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -112,6 +115,27 @@ constexpr std::uint64_t conn_tag(std::size_t i) {
 }
 }  // namespace
 
+namespace {
+
+// An inherited vhost-user fd must be a unix stream socket; true if it listens.
+std::expected<bool, std::string> inherited_socket(int fd) {
+    int type = 0, domain = 0, listening = 0;
+    socklen_t len = sizeof type;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+        return std::unexpected(fmt::format("--fd {}: not a socket ({})", fd, std::strerror(errno)));
+    }
+    len = sizeof domain;
+    ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
+    if (type != SOCK_STREAM || domain != AF_UNIX) {
+        return std::unexpected(fmt::format("--fd {}: not a unix stream socket", fd));
+    }
+    len = sizeof listening;
+    ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len);
+    return listening != 0;
+}
+
+}  // namespace
+
 std::expected<std::unique_ptr<Server>, std::string> Server::create(std::vector<Endpoint> eps) {
     std::unique_ptr<Server> s(new Server());
     // Blocked before any worker thread exists, so every thread inherits the mask and the
@@ -138,16 +162,37 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(std::vector<E
     watch(s->signal_fd_.get(), kTagSignal);
     watch(s->stop_fd_.get(), kTagStop);
     for (auto& ep : eps) {
-        auto fd = listen_unix(ep.socket_path);
+        auto slot = std::make_unique<Slot>();
+        slot->ep = std::move(ep);
+        Slot& sl = *slot;
+        s->slots_.push_back(std::move(slot));
+        if (sl.ep.socket_fd >= 0) {
+            auto kind = inherited_socket(sl.ep.socket_fd);
+            if (!kind) {
+                return std::unexpected(fmt::format("[{}] {}", sl.ep.name, kind.error()));
+            }
+            UniqueFd fd(::fcntl(sl.ep.socket_fd, F_DUPFD_CLOEXEC, 0));
+            ::close(sl.ep.socket_fd);
+            if (!fd) {
+                return std::unexpected(fmt::format("[{}] {}", sl.ep.name, std::strerror(errno)));
+            }
+            if (*kind) {
+                sl.listener = std::move(fd);
+                watch(sl.listener.get(), listener_tag(s->slots_.size() - 1));
+                log::info("[{}] listening on the inherited socket", sl.ep.name);
+            } else {
+                s->adopt(sl, std::move(fd));
+            }
+            continue;
+        }
+        auto fd = listen_unix(sl.ep.socket_path);
         if (!fd) {
             return std::unexpected(fd.error());
         }
-        auto slot = std::make_unique<Slot>();
-        slot->ep = std::move(ep);
-        slot->listener = std::move(*fd);
-        watch(slot->listener.get(), listener_tag(s->slots_.size()));
-        log::info("[{}] listening on {}", slot->ep.name, slot->ep.socket_path);
-        s->slots_.push_back(std::move(slot));
+        sl.listener = std::move(*fd);
+        sl.owns_path = true;
+        watch(sl.listener.get(), listener_tag(s->slots_.size() - 1));
+        log::info("[{}] listening on {}", sl.ep.name, sl.ep.socket_path);
     }
     return s;
 }
@@ -171,6 +216,10 @@ void Server::accept_on(Slot& s) {
         return;
     }
     log::info("[{}] front end connected", s.ep.name);
+    adopt(s, std::move(fd));
+}
+
+void Server::adopt(Slot& s, UniqueFd fd) {
     s.conn = std::make_unique<Connection>(std::move(fd), *s.ep.device, s.ep.name, s.ep.worker_init);
     for (std::size_t k = 0; k < slots_.size(); ++k) {
         if (slots_[k].get() == &s) {
@@ -224,6 +273,14 @@ int Server::run() {
                 accept_on(s);
             } else if (s.conn && !s.conn->on_readable()) {
                 close_connection(s, "disconnected");
+                // A front end handed over as a connected fd cannot come back.
+                const bool any = std::ranges::any_of(
+                    slots_, [](const auto& x) { return x->listener.valid() || x->conn; });
+                if (!any) {
+                    log::info("no front end left to serve, shutting down");
+                    shutdown();
+                    return 0;
+                }
             }
         }
     }
@@ -234,7 +291,7 @@ void Server::shutdown() {
     for (auto& s : slots_) {
         if (s->listener) {
             s->listener.reset();
-            ::unlink(s->ep.socket_path.c_str());
+            if (s->owns_path) ::unlink(s->ep.socket_path.c_str());
         }
     }
     for (auto& s : slots_) {

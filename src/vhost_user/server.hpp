@@ -44,6 +44,10 @@ struct Endpoint {
     std::function<void()> flush;  // called once at shutdown, after every ring drained
     // Runs first on each ring worker thread of this endpoint's connections (see Backend).
     std::function<std::expected<void, std::string>()> worker_init;
+    // An inherited socket instead of socket_path (vhost-user.rst "--fd"): a listening socket is
+    // served like our own (but never unlinked); a connected one is the front end itself, and
+    // when it goes away there is nobody to wait for: run() returns once no endpoint is left.
+    int socket_fd = -1;
 };
 
 class Server {
@@ -64,9 +68,11 @@ class Server {
         Endpoint ep;
         UniqueFd listener;
         std::unique_ptr<Connection> conn;
+        bool owns_path = false;  // listener bound here at socket_path (unlinked at shutdown)
     };
     Server() = default;
     void accept_on(Slot& s);
+    void adopt(Slot& s, UniqueFd fd);
     void close_connection(Slot& s, std::string_view why);
     void shutdown();
 

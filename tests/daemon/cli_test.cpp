@@ -233,6 +233,84 @@ TEST_F(Cli, StaleSocketReplacedAndSigtermExitsCleanly) {
     EXPECT_FALSE(fs::exists(sock_));  // removed at shutdown
 }
 
+// In a forked child: makes `fd` descriptor 3, open across exec (dup2 onto itself would keep
+// FD_CLOEXEC, so clear it explicitly).
+void inherit_as_fd3(int fd) {
+    if (fd != 3) ::dup2(fd, 3);
+    ::fcntl(3, F_SETFD, 0);
+}
+
+// vhost-user.rst's back-end convention --fd=FDNUM with a connected socket (libvirt hands the
+// back end one end of a socketpair, the front end the other): vireo serves it and, once that
+// front end has gone, exits by itself with status 0.
+TEST_F(Cli, FdConnectedSocketIsTheFrontEnd) {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv),
+              0);  // the child keeps only fd 3
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        inherit_as_fd3(sv[1]);
+        ::execl(VIREO_BIN, VIREO_BIN, "blk", "--fd", "3", "--image", image_.c_str(), "--engine",
+                "sync", static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    ::close(sv[1]);
+    using namespace vireo::vhost_user;
+    const Header h{static_cast<std::uint32_t>(Request::kGetFeatures), kVersion, 0};
+    ASSERT_TRUE(send(sv[0], h, {}));
+    auto rep = receive(sv[0]);
+    ASSERT_TRUE(rep.has_value());
+    EXPECT_EQ(rep->payload.size(), sizeof(std::uint64_t));
+    ::close(sv[0]);  // the front end goes away for good
+    int st = 0;
+    for (int i = 0; i < 500 && ::waitpid(pid, &st, WNOHANG) == 0; ++i) ::usleep(10000);
+    if (::waitpid(pid, &st, WNOHANG) == 0 && !WIFEXITED(st)) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &st, 0);
+        FAIL() << "vireo did not exit after its only front end left";
+    }
+    EXPECT_TRUE(WIFEXITED(st));
+    EXPECT_EQ(WEXITSTATUS(st), 0);
+}
+
+// --fd with a listening socket: served like --socket-path (and the file is not ours to remove).
+TEST_F(Cli, FdListeningSocket) {
+    auto l = listen_at(sock_);
+    ASSERT_TRUE(l.valid());
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        inherit_as_fd3(l.get());
+        ::execl(VIREO_BIN, VIREO_BIN, "blk", "--fd", "3", "--image", image_.c_str(), "--engine",
+                "sync", static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    l.reset();
+    vireo::UniqueFd c;
+    for (int i = 0; i < 500 && !c.valid(); ++i) {
+        c = connect_to(sock_);
+        if (!c.valid()) ::usleep(10000);
+    }
+    ASSERT_TRUE(c.valid());
+    using namespace vireo::vhost_user;
+    const Header h{static_cast<std::uint32_t>(Request::kGetFeatures), kVersion, 0};
+    ASSERT_TRUE(send(c.get(), h, {}));
+    EXPECT_TRUE(receive(c.get()).has_value());
+    ::kill(pid, SIGTERM);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    EXPECT_TRUE(fs::exists(sock_));  // the inheritor's file, not unlinked by vireo
+}
+
+TEST_F(Cli, FdErrors) {
+    auto r = run("blk --fd 3 --socket-path " + sock_ + " --image " + image_);
+    EXPECT_EQ(r.status, 2) << r.out;
+    EXPECT_NE(r.out.find("exclude"), std::string::npos) << r.out;
+    r = run("blk --fd 0 --image " + image_ + " </dev/null");  // stdin: not a socket
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_NE(r.out.find("not a socket"), std::string::npos) << r.out;
+}
+
 // The status line `key` of /proc/PID/status ("Uid:", "CapEff:"), whitespace collapsed.
 std::string proc_status(pid_t pid, const std::string& key) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
