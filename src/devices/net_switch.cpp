@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -294,7 +295,7 @@ void NetSwitchPort::receive(std::uint16_t pair, NetRxSink& sink) {
             }
             f = q.frames.front();  // only this thread pops: it stays the front
         }
-        if (deliver(*f, sink) == Delivery::kNoBuffers) {
+        if (deliver(*f, sink, q) == Delivery::kNoBuffers) {
             return;  // it waits for buffers (bounded: senders drop beyond the bound)
         }
         std::lock_guard lock(q.mu);
@@ -302,13 +303,51 @@ void NetSwitchPort::receive(std::uint16_t pair, NetRxSink& sink) {
     }
 }
 
-NetSwitchPort::Delivery NetSwitchPort::deliver(const NetFrame& frame, NetRxSink& sink) {
+NetSwitchPort::Delivery NetSwitchPort::count_drop(NetRxSink& sink) {
+    sink.count_drop();
+    rx_dropped_.fetch_add(1, std::memory_order_relaxed);
+    return Delivery::kDone;
+}
+
+NetSwitchPort::Delivery NetSwitchPort::deliver_segments(const NetFrame& frame, const TcpGso& g,
+                                                        NetRxSink& sink, RxQueue& q) {
     const auto bytes = frame.bytes();
-    auto drop = [&] {
-        sink.count_drop();
-        rx_dropped_.fetch_add(1, std::memory_order_relaxed);
-        return Delivery::kDone;
-    };
+    std::array<std::uint8_t, kGsoMaxHeaders> headers{};
+    const std::span<const std::uint8_t> h(headers.data(), g.payload);
+    const NetHdr out{};  // complete checksums, no GSO
+    for (; q.gso_next < g.segments; ++q.gso_next) {
+        const auto data = tcp_gso_segment(bytes, g, q.gso_next, headers);
+        const std::size_t len = g.payload + data.size();
+        const std::size_t need = kNetHdrSize + len;
+        const auto iov = sink.buffers(need);
+        if (iov.empty()) {
+            return Delivery::kNoBuffers;  // resumes at this segment
+        }
+        std::size_t have = 0;
+        for (const auto& v : iov) {
+            have += v.iov_len;
+        }
+        if (have < need) {
+            if (sink.offloads().mrg_rxbuf) return Delivery::kNoBuffers;
+            q.gso_next = 0;
+            return count_drop(sink);  // segments do not fit this guest's buffers
+        }
+        // Copy 2 of 2, as for any frame: the new headers, then the sender's payload slice.
+        virtq::ChainWriter w(iov);
+        w.write_obj(out);
+        w.write(h);
+        w.write(data);
+        sink.commit(need);
+        rx_packets_.fetch_add(1, std::memory_order_relaxed);
+        rx_bytes_.fetch_add(len, std::memory_order_relaxed);
+    }
+    q.gso_next = 0;
+    return Delivery::kDone;
+}
+
+NetSwitchPort::Delivery NetSwitchPort::deliver(const NetFrame& frame, NetRxSink& sink, RxQueue& q) {
+    const auto bytes = frame.bytes();
+    auto drop = [&] { return count_drop(sink); };
     if (!sink.accepts(mac_at(bytes, 0))) {
         sink.count_filtered();
         rx_filtered_.fetch_add(1, std::memory_order_relaxed);
@@ -323,8 +362,12 @@ NetSwitchPort::Delivery NetSwitchPort::deliver(const NetFrame& frame, NetRxSink&
     std::uint8_t csum_be[2] = {};
     bool patch = false;
     if (!sink.offloads().accepts(hdr)) {
-        if (hdr.gso_type != kNetHdrGsoNone || (hdr.flags & kNetHdrFNeedsCsum) == 0) {
-            return drop();  // GSO the guest cannot take: no software segmentation
+        if (hdr.gso_type != kNetHdrGsoNone) {
+            const auto g = plan_tcp_gso(bytes, hdr);
+            return g ? deliver_segments(frame, *g, sink, q) : drop();
+        }
+        if ((hdr.flags & kNetHdrFNeedsCsum) == 0) {
+            return drop();
         }
         const std::size_t start = hdr.csum_start.get();
         csum_pos = start + hdr.csum_offset.get();

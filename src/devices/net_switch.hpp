@@ -21,8 +21,9 @@
 // stay offloaded end to end when the receiver negotiated them. Otherwise, at delivery:
 //  - a partial checksum (NEEDS_CSUM, no GSO) for a guest without GUEST_CSUM is completed in
 //    software while the frame is copied into the guest;
-//  - a GSO frame for a guest without the matching GUEST_TSO4/6 is dropped and counted (no
-//    software segmentation).
+//  - a TCP GSO frame for a guest without the matching GUEST_TSO4/6 is segmented in software
+//    (net_gso.hpp) while it is copied in: one fully checksummed frame per gso_size of payload.
+//    GSO frames that cannot be parsed as TCP over IPv4/IPv6 are dropped and counted.
 #pragma once
 
 #include <sys/uio.h>
@@ -41,6 +42,7 @@
 #include <vector>
 
 #include "devices/net.hpp"
+#include "devices/net_gso.hpp"
 #include "memory/unique_fd.hpp"
 
 namespace vireo::dev {
@@ -145,11 +147,16 @@ class NetSwitchPort final : public NetBackend {
         mutable std::mutex mu;
         std::deque<std::shared_ptr<const NetFrame>> frames;  // under mu
         UniqueFd event;                                      // eventfd: frames are waiting
+        // Software GSO of the front frame: segments already delivered (the receiving thread
+        // only). A frame that ran out of buffers part way resumes here, never repeating one.
+        std::size_t gso_next = 0;
     };
 
     // From any sender's thread (the switch holds its lock shared).
     void enqueue(const std::shared_ptr<const NetFrame>& frame);
-    Delivery deliver(const NetFrame& frame, NetRxSink& sink);
+    Delivery deliver(const NetFrame& frame, NetRxSink& sink, RxQueue& q);
+    Delivery deliver_segments(const NetFrame& frame, const TcpGso& g, NetRxSink& sink, RxQueue& q);
+    Delivery count_drop(NetRxSink& sink);
 
     std::shared_ptr<NetSwitch> switch_;
     std::uint32_t id_;

@@ -341,4 +341,86 @@ inline bool udp_checksum_ok(std::span<const std::uint8_t> f) {
     return csum_fold(s) == 0xffff;
 }
 
+// A TCP GSO frame as a Linux guest with HOST_TSO4/6 sends it: Ethernet (optionally with an
+// 802.1Q tag), IPv4 (id 0x1234, DF) or IPv6, TCP (seq 1000, ACK | PSH | FIN | CWR as given), a
+// seeded payload, and a header asking for gso_size segments with a partial checksum.
+struct TcpGsoFrame {
+    std::vector<std::uint8_t> frame;
+    NetHdr hdr{};
+    std::size_t l3 = 0, l4 = 0, payload = 0;
+};
+inline TcpGsoFrame make_tcp_gso(const MacAddress& dst, const MacAddress& src, bool ipv6, bool vlan,
+                                std::size_t payload, std::uint16_t mss, std::uint8_t tcp_flags,
+                                unsigned seed) {
+    TcpGsoFrame t;
+    t.l3 = kEthHeader + (vlan ? 4 : 0);
+    t.l4 = t.l3 + (ipv6 ? 40 : 20);
+    t.payload = t.l4 + 20;
+    auto& f = t.frame;
+    f = make_frame(dst, src, t.payload + payload, seed);
+    std::size_t e = 12;
+    if (vlan) {
+        f[12] = 0x81, f[13] = 0x00, f[14] = 0x00, f[15] = 0x05;
+        e = 16;
+    }
+    f[e] = ipv6 ? 0x86 : 0x08;
+    f[e + 1] = ipv6 ? 0xdd : 0x00;
+    std::fill(f.begin() + static_cast<long>(t.l3), f.begin() + static_cast<long>(t.payload), 0);
+    if (ipv6) {
+        f[t.l3] = 0x60;
+        f[t.l3 + 6] = 6;
+        f[t.l3 + 7] = 64;
+        for (int i = 0; i < 16; ++i) {
+            f[t.l3 + 8 + i] = static_cast<std::uint8_t>(0xfd + i);
+            f[t.l3 + 24 + i] = static_cast<std::uint8_t>(0x20 + i);
+        }
+    } else {
+        f[t.l3] = 0x45;
+        f[t.l3 + 4] = 0x12, f[t.l3 + 5] = 0x34;  // id
+        f[t.l3 + 6] = 0x40;                      // DF
+        f[t.l3 + 8] = 64;
+        f[t.l3 + 9] = 6;
+        const std::uint8_t addrs[8] = {10, 0, 0, 1, 10, 0, 0, 2};
+        std::memcpy(&f[t.l3 + 12], addrs, 8);
+    }
+    f[t.l4] = 0x30, f[t.l4 + 1] = 0x39, f[t.l4 + 2] = 0x1f, f[t.l4 + 3] = 0x90;
+    f[t.l4 + 6] = 0x03, f[t.l4 + 7] = 0xe8;  // seq 1000
+    f[t.l4 + 12] = 0x50;
+    f[t.l4 + 13] = tcp_flags;
+    f[t.l4 + 14] = 0xff, f[t.l4 + 15] = 0xff;
+    t.hdr.flags = kNetHdrFNeedsCsum;
+    t.hdr.gso_type = ipv6 ? kNetHdrGsoTcpv6 : kNetHdrGsoTcpv4;
+    t.hdr.hdr_len.set(static_cast<std::uint16_t>(t.payload));
+    t.hdr.gso_size.set(mss);
+    t.hdr.csum_start.set(static_cast<std::uint16_t>(t.l4));
+    t.hdr.csum_offset.set(16);
+    return t;
+}
+
+// Checks one received segment like a receiving stack would: the IPv4 header checksum, the IP
+// length, and the TCP checksum over the pseudo header.
+inline ::testing::AssertionResult tcp_segment_ok(std::span<const std::uint8_t> f, std::size_t l3,
+                                                 std::size_t l4, bool ipv6) {
+    const std::size_t tcp_len = f.size() - l4;
+    std::uint32_t pseudo = 6 + static_cast<std::uint32_t>(tcp_len);
+    if (ipv6) {
+        if (((f[l3 + 4] << 8) | f[l3 + 5]) != static_cast<int>(tcp_len)) {
+            return ::testing::AssertionFailure() << "IPv6 payload length";
+        }
+        pseudo = csum_add(pseudo, f.subspan(l3 + 8, 32));
+    } else {
+        if (csum_fold(csum_add(0, f.subspan(l3, l4 - l3))) != 0xffff) {
+            return ::testing::AssertionFailure() << "IPv4 header checksum";
+        }
+        if (((f[l3 + 2] << 8) | f[l3 + 3]) != static_cast<int>(f.size() - l3)) {
+            return ::testing::AssertionFailure() << "IPv4 total length";
+        }
+        pseudo = csum_add(pseudo, f.subspan(l3 + 12, 8));
+    }
+    if (csum_fold(csum_add(pseudo, f.subspan(l4))) != 0xffff) {
+        return ::testing::AssertionFailure() << "TCP checksum";
+    }
+    return ::testing::AssertionSuccess();
+}
+
 }  // namespace vireo::dev::testing
