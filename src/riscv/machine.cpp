@@ -114,11 +114,11 @@ std::expected<std::unique_ptr<Machine>, std::string> Machine::create(const Machi
     m->plic_ = std::make_shared<Plic>(m->irq_ptrs_);
     m->clint_ = std::make_shared<Clint>(m->time_, m->irq_ptrs_);
     m->uart_line_ = std::make_unique<Plic::Line>(*m->plic_, kUartIrq);
-    m->uart_ = std::make_shared<Uart>(cfg.uart_fd, *m->uart_line_);
+    m->uart_ = std::make_shared<transport::Uart16550>(cfg.uart_fd, m->uart_line_.get());
     transport::Bus& b = *m->bus_;
     if (!b.insert(kTestBase, kTestSize, std::make_shared<Finisher>(*m)) ||
         !b.insert(kClintBase, kClintSize, m->clint_) || !b.insert(kPlicBase, kPlicSize, m->plic_) ||
-        !b.insert(kUartBase, Uart::kSize, m->uart_)) {
+        !b.insert(kUartBase, kUartSize, m->uart_)) {
         return std::unexpected("internal: overlapping device ranges");
     }
     return m;
@@ -267,7 +267,7 @@ std::expected<std::vector<std::uint8_t>, std::string> Machine::build_fdt(
     }
     ck(fdt_end_node(fdt));
 
-    node_reg("serial", kUartBase, Uart::kSize);
+    node_reg("serial", kUartBase, kUartSize);
     ck(fdt_property_string(fdt, "compatible", "ns16550a"));
     ck(fdt_property_u32(fdt, "clock-frequency", kUartClock));
     ck(fdt_property_u32(fdt, "interrupt-parent", kPhandlePlic));

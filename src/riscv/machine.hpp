@@ -18,8 +18,8 @@
 #include "riscv/clint.hpp"
 #include "riscv/hart.hpp"
 #include "riscv/plic.hpp"
-#include "riscv/uart.hpp"
 #include "transport/bus.hpp"
+#include "transport/uart_16550.hpp"
 #include "transport/virtio_mmio.hpp"
 
 namespace vireo::riscv {
@@ -30,6 +30,7 @@ inline constexpr std::uint64_t kTestSize = 0x1000;
 inline constexpr std::uint64_t kClintBase = 0x02000000;
 inline constexpr std::uint64_t kPlicBase = 0x0c000000;
 inline constexpr std::uint64_t kUartBase = 0x10000000;
+inline constexpr std::uint64_t kUartSize = 0x100;
 inline constexpr unsigned kUartIrq = 10;
 inline constexpr std::uint64_t kVirtioBase = 0x10001000;
 inline constexpr std::uint64_t kVirtioStride = 0x1000;
@@ -113,7 +114,7 @@ class Machine {
     std::uint32_t hart_count() const { return static_cast<std::uint32_t>(harts_.size()); }
     const GuestMemory& memory() const { return mem_; }
     transport::Bus& bus() { return *bus_; }
-    Uart& uart() { return *uart_; }
+    transport::Uart16550& uart() { return *uart_; }
     std::uint64_t fdt_addr() const { return fdt_addr_; }
     std::uint64_t instructions() const;
 
@@ -140,7 +141,7 @@ class Machine {
     std::shared_ptr<Plic> plic_;
     std::shared_ptr<Clint> clint_;
     std::unique_ptr<Plic::Line> uart_line_;
-    std::shared_ptr<Uart> uart_;
+    std::shared_ptr<transport::Uart16550> uart_;
     std::vector<std::unique_ptr<Plic::Line>> virtio_lines_;
     std::vector<std::shared_ptr<transport::VirtioMmio>> virtio_;
     struct VirtioNode {

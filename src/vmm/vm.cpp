@@ -20,13 +20,13 @@
 #include "transport/edu.hpp"
 #include "transport/log.hpp"
 #include "transport/pci_host.hpp"
+#include "transport/uart_16550.hpp"
 #include "transport/virtio_mmio.hpp"
 #include "transport/virtio_pci.hpp"
 #include "vhost_user/log.hpp"
 #include "virtq/features.hpp"
 #include "vmm/boot_info.hpp"
 #include "vmm/device_model.hpp"
-#include "vmm/uart.hpp"
 #include "vmm/x86_boot.hpp"
 
 namespace vireo::vmm {
@@ -174,7 +174,8 @@ std::expected<void, std::string> Vm::build(std::span<const std::uint8_t> file,
     if (irqfd_msi_) {
         router_ = std::make_unique<GsiRouter>(*kvm_);
     }
-    if (!pio_->insert(boot::kUartPort, kUartPorts, std::make_shared<Uart16550>(serial_out)) ||
+    if (!pio_->insert(boot::kUartPort, transport::kUartPorts,
+                      std::make_shared<transport::Uart16550>(serial_out)) ||
         !pio_->insert(boot::kExitPort, 4, std::make_shared<ExitPort>(*this)) ||
         !pio_->insert(boot::kVcpuStartPort, 4, std::make_shared<VcpuStartPort>(*this))) {
         return std::unexpected("internal: fixed ports overlap");

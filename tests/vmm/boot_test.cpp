@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include "memory/unique_fd.hpp"
-#include "vmm/uart.hpp"
 #include "vmm/x86_boot.hpp"
 
 namespace vireo::vmm {
@@ -57,39 +56,6 @@ TEST(BootTables, FillsBootInfo) {
     EXPECT_STREQ(bi.cmdline, "console=uart");
     p.cmdline = std::string(300, 'x');
     EXPECT_FALSE(write_boot_info(mem, p));
-}
-
-TEST(Uart, PollingDriverSeesAnEmptyTransmitterAndOutputArrives) {
-    int fds[2];
-    ASSERT_EQ(::pipe(fds), 0);
-    UniqueFd rd(fds[0]), wr(fds[1]);
-    Uart16550 u(wr.get());
-    std::uint8_t b = 0;
-    u.read(kUartLsr, {&b, 1});
-    EXPECT_EQ(b & (kUartLsrThre | kUartLsrTemt), kUartLsrThre | kUartLsrTemt);
-    for (char c : std::string("ok")) {
-        const std::uint8_t v = static_cast<std::uint8_t>(c);
-        u.write(kUartRbrThr, {&v, 1});
-    }
-    char out[2];
-    ASSERT_EQ(::read(rd.get(), out, 2), 2);
-    EXPECT_EQ(std::string(out, 2), "ok");
-    // Divisor latch: DLAB redirects offsets 0/1, and bytes written then are not output.
-    const std::uint8_t dlab = kUartLcrDlab, div = 3, zero = 0;
-    u.write(kUartLcr, {&dlab, 1});
-    u.write(kUartRbrThr, {&div, 1});
-    u.read(kUartRbrThr, {&b, 1});
-    EXPECT_EQ(b, 3);
-    u.write(kUartLcr, {&zero, 1});
-    u.read(kUartIirFcr, {&b, 1});
-    EXPECT_EQ(b & 0x0f, kUartIirNone);
-    const std::uint8_t scratch = 0x5a;
-    u.write(kUartScr, {&scratch, 1});
-    u.read(kUartScr, {&b, 1});
-    EXPECT_EQ(b, 0x5a);
-    // Nothing else was written to the pipe.
-    wr.reset();
-    EXPECT_EQ(::read(rd.get(), out, 1), 0);
 }
 
 }  // namespace

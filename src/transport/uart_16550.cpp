@@ -1,46 +1,36 @@
-#include "riscv/uart.hpp"
+#include "transport/uart_16550.hpp"
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 
-#include "vmm/uart.hpp"
+namespace vireo::transport {
 
-namespace vireo::riscv {
-
-namespace {
-using namespace vireo::vmm;                // register offsets and bits
-constexpr std::uint8_t kIerRxData = 0x01;  // ERBFI
-constexpr std::uint8_t kIerThre = 0x02;    // ETBEI
-constexpr std::uint8_t kIirThre = 0x02;
-constexpr std::uint8_t kIirRxData = 0x04;
-constexpr std::uint8_t kLsrDataReady = 0x01;
-constexpr std::size_t kRxFifo = 4096;  // host input beyond this is dropped
-}  // namespace
-
-std::uint8_t Uart::iir() const {
+std::uint8_t Uart16550::iir() const {
     const std::uint8_t fifo = fifo_enabled_ ? kUartIirFifo : 0;
-    if ((ier_ & kIerRxData) && !rx_.empty()) return fifo | kIirRxData;
-    if ((ier_ & kIerThre) && thre_pending_) return fifo | kIirThre;
+    if ((ier_ & kUartIerRxData) && !rx_.empty()) return fifo | kUartIirRxData;
+    if ((ier_ & kUartIerThre) && thre_pending_) return fifo | kUartIirThre;
     return fifo | kUartIirNone;
 }
 
-void Uart::update() {
+void Uart16550::update() {
     const bool high = (iir() & kUartIirNone) == 0;
-    if (high != line_high_) {
+    if (irq_ != nullptr && high != line_high_) {
         line_high_ = high;
-        irq_.set_level(high);
+        irq_->set_level(high);
     }
 }
 
-void Uart::receive(std::uint8_t byte) {
+void Uart16550::receive(std::uint8_t byte) {
     const std::lock_guard lock(mu_);
     if (rx_.size() < kRxFifo) rx_.push_back(byte);
     update();
 }
 
-void Uart::read(std::uint64_t offset, std::span<std::uint8_t> data) {
+void Uart16550::read(std::uint64_t offset, std::span<std::uint8_t> data) {
     std::memset(data.data(), 0, data.size());
+    if (data.size() != 1) return;
     const std::lock_guard lock(mu_);
     const bool dlab = (lcr_ & kUartLcrDlab) != 0;
     std::uint8_t v = 0;
@@ -59,7 +49,7 @@ void Uart::read(std::uint64_t offset, std::span<std::uint8_t> data) {
         case kUartIirFcr:
             v = iir();
             // Reading IIR while it reports THRE clears that interrupt (datasheet table IV).
-            if ((v & 0x0f) == kIirThre) thre_pending_ = false;
+            if ((v & 0x0f) == kUartIirThre) thre_pending_ = false;
             break;
         case kUartLcr:
             v = lcr_;
@@ -68,10 +58,12 @@ void Uart::read(std::uint64_t offset, std::span<std::uint8_t> data) {
             v = mcr_;
             break;
         case kUartLsr:
-            v = kUartLsrThre | kUartLsrTemt | (rx_.empty() ? 0 : kLsrDataReady);
+            v = kUartLsrThre | kUartLsrTemt | (rx_.empty() ? 0 : kUartLsrDataReady);
             break;
         case kUartMsr:
-            v = kUartMsrIdle;
+            // In loopback the modem inputs follow MCR outputs; drivers probe the UART that way.
+            v = (mcr_ & kUartMcrLoop) ? static_cast<std::uint8_t>((mcr_ & 0x0f) << 4)
+                                      : kUartMsrIdle;
             break;
         case kUartScr:
             v = scr_;
@@ -83,7 +75,8 @@ void Uart::read(std::uint64_t offset, std::span<std::uint8_t> data) {
     update();
 }
 
-void Uart::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
+void Uart16550::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
+    if (data.size() != 1) return;
     const std::uint8_t v = data[0];
     const std::lock_guard lock(mu_);
     const bool dlab = (lcr_ & kUartLcrDlab) != 0;
@@ -92,9 +85,7 @@ void Uart::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
             if (dlab) {
                 dll_ = v;
             } else {
-                // The byte leaves at once; a failed host write loses it (the console is best
-                // effort, like a real line with nobody listening).
-                [[maybe_unused]] const ssize_t n = ::write(out_fd_, &v, 1);
+                if (!(mcr_ & kUartMcrLoop)) transmit(v);
                 thre_pending_ = true;
             }
             break;
@@ -103,13 +94,13 @@ void Uart::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
                 dlm_ = v;
             } else {
                 // Enabling ETBEI with an empty THR raises the interrupt at once.
-                if ((v & kIerThre) && !(ier_ & kIerThre)) thre_pending_ = true;
+                if ((v & kUartIerThre) && !(ier_ & kUartIerThre)) thre_pending_ = true;
                 ier_ = v & 0x0f;
             }
             break;
         case kUartIirFcr:
             fifo_enabled_ = (v & kUartFcrEnable) != 0;
-            if (v & 0x02) rx_.clear();  // clear the receive FIFO
+            if (v & kUartFcrClearRx) rx_.clear();
             break;
         case kUartLcr:
             lcr_ = v;
@@ -121,9 +112,16 @@ void Uart::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
             scr_ = v;
             break;
         default:
-            break;
+            break;  // LSR and MSR are read-only
     }
     update();
 }
 
-}  // namespace vireo::riscv
+void Uart16550::transmit(std::uint8_t byte) {
+    // Unbuffered: a guest may die at any moment and its last words matter most. A failed host
+    // write loses the byte (a line with nobody listening); EINTR is retried.
+    while (::write(out_fd_, &byte, 1) < 0 && errno == EINTR) {
+    }
+}
+
+}  // namespace vireo::transport
