@@ -57,7 +57,7 @@ common_a="console=ttyS0 vt_blk=1 vt_ext4=/dev/vdb vt_console=1 vt_lat=100"
 net_a="vt_net=a vt_ip=10.0.7.1 vt_peer=10.0.7.2"
 net_b="vt_net=b vt_ip=10.0.7.2"
 run_vmm=("$vmm" --arch riscv64 --kernel "$kernel" --initrd "$W/initrd.cpio" --harts "$harts"
-    --timeout 240 --stats)
+    --timeout ${VT_TIMEOUT:-240} --stats)
 
 if [[ $mode == local ]]; then
     ip netns add "$NS"
