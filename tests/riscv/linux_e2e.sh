@@ -57,7 +57,7 @@ common_a="console=ttyS0 vt_blk=1 vt_ext4=/dev/vdb vt_console=1 vt_lat=100"
 net_a="vt_net=a vt_ip=10.0.7.1 vt_peer=10.0.7.2"
 net_b="vt_net=b vt_ip=10.0.7.2"
 run_vmm=("$vmm" --arch riscv64 --kernel "$kernel" --initrd "$W/initrd.cpio" --harts "$harts"
-    --timeout ${VT_TIMEOUT:-240} --stats)
+    --timeout "${VT_TIMEOUT:-240}" --stats)
 
 if [[ $mode == local ]]; then
     ip netns add "$NS"
@@ -137,7 +137,9 @@ check "A: ext4 file from the host" grep -aq "/mnt/hello.txt: hello from the host
 check "A: hwrng gave 64 bytes, not all zero" \
     bash -c "grep -aq 'hwrng read 64 bytes' '$W/a.log' && ! grep -aq 'all zero' '$W/a.log'"
 check "A: 200/200 UDP echoes through $mode networking" grep -aq 'net echoed 200/200' "$W/a.log"
-check "B: served the echoes" grep -aq 'net served 200 echoes' "$W/b.log"
+# At least 200: A resends a datagram whose echo it missed (an ARP exchange, a full queue).
+served=$(grep -aoE 'net served [0-9]+ echoes' "$W/b.log" | grep -oE '[0-9]+' || echo 0)
+check "B: served the echoes ($served)" test "$served" -ge 200
 check "virtio-console output on the host" grep -q 'vireo-console: hello from riscv64' "$W/hvc.txt"
 # The host's view of what the guest left on its disks.
 check "image holds the guest's pattern" python3 - "$W/a.img" <<'PY'
