@@ -167,7 +167,8 @@ void VirtioMmio::write_reg(std::uint64_t offset, std::uint32_t value) {
                 warn("mmio: status {:#x} has bits above 8", value);
             }
             if (c == StatusChange::kReset) {
-                guest_page_size_ = 0;
+                // GuestPageSize survives a reset (as in QEMU): Linux writes it once at probe,
+                // before register_virtio_device() resets the device (§4.2.4, legacy interface).
                 std::fill(queue_align_.begin(), queue_align_.end(), kLegacyDefaultAlign);
                 std::fill(queue_pfn_.begin(), queue_pfn_.end(), 0);
                 const std::lock_guard ilock(irq_mu_);

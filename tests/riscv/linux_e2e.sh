@@ -13,7 +13,8 @@
 # MODE bridge: blk, net and console served by one `vireo run` daemon through the hypervisor
 #              bridge (zones 1 and 2), the two guests on the daemon's switch; rng stays local.
 #              Guest A's VMM is configured by a JSON file ("arch": "riscv64").
-# RING (local mode): packed (offered; Linux takes it) or split (packed=off on every device).
+# RING (local mode): packed (offered; Linux takes it), split (packed=off on every device) or
+# legacy (virtio-mmio version 1 devices: legacy interface, split ring, guest-endian).
 #   Usage: tests/riscv/linux_e2e.sh VIREO_VMM VIREO MODE [HARTS] [RING]   (needs root: netns, TAP)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,6 +25,7 @@ harts=${4:-1}
 ring=${5:-packed}
 p=""
 [[ $ring == split ]] && p=",packed=off"
+[[ $ring == legacy ]] && p=",legacy=on"
 [[ $mode == local || $mode == bridge ]] || { echo "mode must be local or bridge" >&2; exit 2; }
 W=$(mktemp -d)
 NS=vireo-rv-$$

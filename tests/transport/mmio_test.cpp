@@ -153,6 +153,26 @@ TEST_F(MmioTest, LegacyRoundTrip) {
     EXPECT_EQ(guest->reg(kMmioQueuePfn), 0u);
 }
 
+// Linux writes GuestPageSize once at probe and then resets the device (register_virtio_device):
+// the page size must survive the reset, or every QueuePFN after it is refused.
+TEST_F(MmioTest, LegacyGuestPageSizeSurvivesReset) {
+    build(/*legacy=*/true);
+    std::string warned;
+    set_log_sink([&](std::string_view l) { warned += std::string(l) + "\n"; });
+    guest->set(kMmioGuestPageSize, 4096);
+    guest->set(kMmioStatus, 0);
+    guest->set(kMmioStatus, 1);      // ACKNOWLEDGE
+    guest->set(kMmioStatus, 1 | 2);  // DRIVER
+    guest->set(kMmioDriverFeaturesSel, 0);
+    guest->set(kMmioDriverFeatures, 0);  // legacy: no FEATURES_OK step
+    guest->set(kMmioQueueSel, 0);
+    guest->set(kMmioQueueNum, 8);
+    guest->set(kMmioQueueAlign, 4096);
+    guest->set(kMmioQueuePfn, 0x100);  // within the guest's RAM window
+    EXPECT_EQ(guest->reg(kMmioQueuePfn), 0x100u) << warned;
+    set_log_sink(nullptr);
+}
+
 TEST_F(MmioTest, RefusesFeaturesNeverOffered) {
     QuietLog quiet;
     const std::uint64_t offered = guest->device_features();
