@@ -108,15 +108,12 @@ MAC=52:54:00:00:03:02
 # shellcheck disable=SC2317 # run by the EXIT trap
 bench_cleanup() {
     local rc=$?
-    # Without errexit: the `(exit "$rc")` below, and the one in dev_cleanup, would otherwise end
-    # the trap there whenever rc != 0, leaving guests, vireo and the work directory behind.
-    set +e
+    set +e  # best effort: one failing step must not stop the rest of the cleanup
     if [[ -n $NS ]]; then
         ip netns pids "$NS" 2>/dev/null | while read -r p; do kill -KILL "$p" 2>/dev/null || true; done
         ip netns del "$NS" 2>/dev/null || true
     fi
-    (exit "$rc")
-    dev_cleanup
+    dev_cleanup "$rc"
 }
 trap bench_cleanup EXIT
 
@@ -485,16 +482,13 @@ tap_qemu_run() {
     # The tap netdevs need QEMU in the namespace (the wrapper first on PATH); vhost-user does not.
     local path=$PATH
     [[ $kind == vireo ]] || path=$W/ns-bin:$PATH
-    # -smp 1,maxcpus=2 (still one vCPU): QEMU 7.2 translates guest code as "parallel" only when
-    # maxcpus > 1, and otherwise drops the guest's memory barriers (tcg_gen_mb emits nothing;
-    # later QEMU always emits them, because I/O threads run in parallel even with one vCPU).
-    # A vhost-user back end on another host CPU does see the reordering: the guest's
-    # store avail.idx / fence / load avail_event handshake with vireo (§2.7.10) loses its fence
-    # and a kick can be lost for good. With -smp 1 the QEMU + vireo MTU-68 stream stalled in 5
-    # of 11 runs: TX ring avail.idx 40655 and growing, vireo's avail_event 40612 = used.idx, no
-    # kick ever came. The built-in run gets the same -smp. 512 MiB: with maxcpus=2 the guest's
-    # initramfs no longer unpacks in 256 MiB.
-    PATH=$path dev_guest_bg tq qemu "$W/tap-qemu.sh" --mem 512 --timeout 600 --smp 1,maxcpus=2 \
+    # scripts/lib/guest.sh boots QEMU with maxcpus=2 (still one vCPU): QEMU 7.2 TCG drops the
+    # guest's memory barriers with a single possible CPU, and the guest's store avail.idx /
+    # fence / load avail_event handshake with vireo (§2.7.10) then loses kicks for good (with
+    # -smp 1 the MTU-68 stream stalled in 5 of 11 runs: avail.idx 40655 and growing, vireo's
+    # avail_event 40612 = used.idx, no kick). 512 MiB: with maxcpus=2 the initramfs does not
+    # unpack in 256 MiB.
+    PATH=$path dev_guest_bg tq qemu "$W/tap-qemu.sh" --mem 512 --timeout 600 \
         --env "MIB_1500=$QEMU_MIB" --env "MIB_68=$QEMU_MIB_SMALL" --env "MTUS=$MTUS" \
         "${qargs[@]}" --qemu-arg -device --qemu-arg "$dev"
     local qp

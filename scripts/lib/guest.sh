@@ -80,7 +80,11 @@ vireo_guest_run() {
     qemu)
         local kver
         kver=$(vireo_qemu_kernel_version) || return 1
-        cmd=(qemu-system-x86_64 -machine q35 -cpu max -smp "$smp" -m "$mem" -nodefaults -display none
+        # maxcpus >= 2: QEMU 7.2 TCG drops the guest's memory barriers with a single possible CPU,
+        # which breaks virtio's store/fence/load kick handshake with a back end in another
+        # process (a vhost-user guest then stops kicking, seen in bench/net_bench.sh). The
+        # initramfs then needs more than 256 MiB to unpack: QEMU guests get 512.
+        cmd=(qemu-system-x86_64 -machine q35 -cpu max -smp "$smp,maxcpus=$((smp > 1 ? smp : 2))" -m "$mem" -nodefaults -display none
             -no-reboot -serial stdio -monitor none
             -kernel "/boot/vmlinuz-$kver" -initrd "$run_dir/initramfs.img"
             -append "console=ttyS0 ${klog[*]} panic=-1"

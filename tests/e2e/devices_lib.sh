@@ -92,13 +92,12 @@ dev_kill_subshell() {
 }
 
 dev_cleanup() {
-    local rc=$? n
+    local rc=${1:-$?} n
     for n in "${!dev_guest_pids[@]}"; do
         dev_kill_subshell "${dev_guest_pids[$n]}"
     done
     dev_vireo_stop
-    (exit "$rc")
-    e2e_cleanup
+    e2e_cleanup "$rc"
 }
 
 dev_init() {

@@ -46,8 +46,10 @@ e2e_init() {
     vireo_log "$E2E_NAME: guest=$E2E_GUEST backend=$E2E_BACKEND workdir=$W"
 }
 
+# e2e_cleanup [STATUS] — as the EXIT trap, or chained from another cleanup with its status
+# (passing it along as an argument: `(exit "$rc")` would end the trap early under set -e).
 e2e_cleanup() {
-    local rc=$?
+    local rc=${1:-$?}
     vireo_guest_stop
     vireo_backend_stop
     if ((rc != 0)); then

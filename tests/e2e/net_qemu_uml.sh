@@ -43,7 +43,7 @@ GUEST
 # only exchanged GET_FEATURES/SET_VRING_* by then). INTx avoids QEMU's crashing path; vireo's
 # data path is the same either way.
 dev_vireo "$W/vireo.log" "$W/q.sock" "$W/u.sock" -- run "$W/vireo.json"
-dev_guest_bg q qemu "$W/qemu.sh" --mem 256 --timeout ${NET_QEMU_TIMEOUT:-150} \
+dev_guest_bg q qemu "$W/qemu.sh" --mem 512 --timeout ${NET_QEMU_TIMEOUT:-150} \
     --qemu-arg -chardev --qemu-arg "socket,id=cn,path=$W/q.sock" \
     --qemu-arg -netdev --qemu-arg vhost-user,id=n0,chardev=cn \
     --qemu-arg -device --qemu-arg virtio-net-pci,netdev=n0,mac=52:54:00:00:02:01,vectors=0

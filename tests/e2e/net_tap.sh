@@ -16,8 +16,7 @@ net_tap_cleanup() {
     local rc=$?
     ip netns pids "$NS" 2>/dev/null | while read -r p; do kill "$p" 2>/dev/null || true; done
     ip netns del "$NS" 2>/dev/null || true
-    (exit "$rc")
-    dev_cleanup
+    dev_cleanup "$rc"
 }
 trap net_tap_cleanup EXIT
 

@@ -26,7 +26,7 @@ h2=$(sha256sum </tmp/r2 | cut -d' ' -f1)
 [ "$h1" != "$h2" ] && vt_pass not-repeated || vt_fail not-repeated
 GUEST
 
-dev_guest_bg g qemu "$W/guest.sh" --mem 256 --timeout 120 \
+dev_guest_bg g qemu "$W/guest.sh" --mem 512 --timeout 120 \
     --qemu-arg -chardev --qemu-arg "socket,id=rng0,path=$W/rng.sock" \
     --qemu-arg -device --qemu-arg vhost-user-rng-pci,chardev=rng0
 dev_guest_wait g || true
