@@ -9,6 +9,9 @@
 # the guest announces the job's start and end, divided by the number of I/Os fio completed.
 #
 # Both back ends open the image the same way (--cache: direct = O_DIRECT, the default, or buffered).
+# The "host floor" column is fio itself on the host, on the same image opened the same way, with
+# io_uring at the job's depth: the CPU the I/O costs any user-space process here before a back end
+# adds anything (on this nested VM an O_DIRECT 4 KiB read alone is several µs of CPU).
 # A QEMU guest (--guest qemu) runs under TCG here, so it is far slower than UML and its IOPS say
 # little about the back end; the CPU time per I/O is still comparable.
 #
@@ -142,6 +145,22 @@ for be in $backends; do
     done < <(tr -d '\r' <"$W/$be-guest.log" | sed -n 's/^VIREO-BENCH-RESULT: //p')
 done
 
+# The floor: the same jobs from the host, no guest and no back end.
+declare -A floor_us
+direct=1
+[[ $cache == direct ]] || direct=0
+for j in "${jobs[@]}"; do
+    set -- $j
+    floor_us[$1]=$(fio --name="$1" --filename="$img" --direct=$direct --ioengine=io_uring --rw="$2" \
+        --bs="$3" --iodepth="$4" --time_based --runtime="$runtime" --randrepeat=0 --norandommap \
+        --output-format=json 2>/dev/null | python3 -c '
+import json, sys
+j = json.load(sys.stdin)["jobs"][0]
+n = j["read"]["total_ios"] + j["write"]["total_ios"]
+secs = j["job_runtime"] / 1000
+print("%.2f" % ((j["usr_cpu"] + j["sys_cpu"]) / 100 * secs / n * 1e6) if n else "n/a")')
+done
+
 echo
 printf 'fio in a %s guest (1 vCPU, O_DIRECT, %s, %ss per job) on a %s MiB image, which both\n' \
     "$guest" "$guest_engine" "$runtime" "$size_mib"
@@ -149,6 +168,7 @@ printf 'back ends open %s;\n' "$([[ $cache == direct ]] && echo "with O_DIRECT" 
 printf 'back-end CPU = utime+stime of the back-end process per completed I/O\n' 
 header=$(printf '%-20s' job)
 for be in $backends; do header+=$(printf ' | %22s | %12s' "$be IOPS" "$be CPU/IO"); done
+header+=$(printf ' | %16s' "host floor CPU/IO")
 echo "$header"
 echo "${header//[^|]/-}"
 for j in "${jobs[@]}"; do
@@ -157,5 +177,6 @@ for j in "${jobs[@]}"; do
     for be in $backends; do
         row+=$(printf ' | %22s | %9s us' "${iops[$be,$1]:-n/a}" "${cpu_us[$be,$1]:-n/a}")
     done
+    row+=$(printf ' | %13s us' "${floor_us[$1]:-n/a}")
     echo "$row"
 done
