@@ -262,7 +262,7 @@ TYPED_TEST(NetSwitchTest, GsoSegmentedInSoftwareForGuestWithoutTso) {
             auto got = b->receive();
             EXPECT_EQ(got.size(), 3u);
             EXPECT_EQ(pb->queued(0), 1u);  // the frame waits, part delivered
-            b->post_rx(5, 1600);  // exactly the rest
+            b->post_rx(5, 1600);           // exactly the rest
             for (auto& r : b->receive()) got.push_back(std::move(r));
             ASSERT_EQ(got.size(), (kPayload + kMss - 1) / kMss);
             std::vector<std::uint8_t> payload;

@@ -394,8 +394,8 @@ TEST_F(HartTest, FpWriteSetsDirtyAndSd) {
 TEST_F(HartTest, MipReadModifyWriteKeepsPlicLineOut) {
     hart_.x[a0] = irq::kStip;
     ASSERT_TRUE(hart_.csr_write(csr::kMip, irq::kStip));
-    irq_.set(irq::kSeip, true);  // the PLIC raises the S-mode external line
-    run({csrr(3, a1, csr::kMip, a0)});  // csrrc a1, mip, a0: clear STIP
+    irq_.set(irq::kSeip, true);                       // the PLIC raises the S-mode external line
+    run({csrr(3, a1, csr::kMip, a0)});                // csrrc a1, mip, a0: clear STIP
     EXPECT_EQ(hart_.x[a1], irq::kStip | irq::kSeip);  // the read shows the line
     irq_.set(irq::kSeip, false);  // the guest claimed and completed: the line drops
     std::uint64_t mip;
