@@ -17,7 +17,9 @@
 #
 # Usage: bench/blk_fio.sh [--vireo-bin PATH] [--runtime S] [--size MiB] [--engine io_uring|sync]
 #          [--cache direct|buffered] [--guest uml|qemu] [--guest-engine libaio|io_uring]
-#          [--backends "vireo qsd"]
+#          [--backends "vireo qsd"] [--rounds N]
+# With --rounds N (default 1) the back ends run N times each, alternating which goes first (the
+# host's own storage warms up between runs), and the table shows the median per back end.
 set -euo pipefail
 VIREO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$VIREO_ROOT/scripts/lib/common.sh"
@@ -25,6 +27,7 @@ source "$VIREO_ROOT/scripts/lib/guest.sh"
 source "$VIREO_ROOT/scripts/lib/backend.sh"
 
 runtime=10 size_mib=1024 engine="" guest_engine=libaio backends="vireo qsd" cache=direct guest=uml
+rounds=1
 while (($#)); do
     case $1 in
     --vireo-bin) export VIREO_BIN=$2; shift 2 ;;
@@ -35,6 +38,7 @@ while (($#)); do
     --cache) cache=$2; shift 2 ;;
     --guest) guest=$2; shift 2 ;;
     --backends) backends=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) vireo_die "unknown argument $1" ;;
     esac
@@ -103,46 +107,62 @@ monitor() {
 }
 
 hz=$(getconf CLK_TCK)
+declare -A iops_l cpu_l mib_l
+order=$backends
+for ((round = 1; round <= rounds; round++)); do
+    for be in $order; do
+        vireo_log "== round $round/$rounds, back end: $be"
+        opts=(--cache "$cache")
+        [[ $be == vireo && -n $engine ]] && opts+=(--engine "$engine")
+        vireo_backend_start "$be" "$img" "$W/$be.sock" "$W/$be.log" "${opts[@]}" || vireo_die "$be did not start"
+        bpid=$(vireo_backend_process) || vireo_die "cannot find the $be process"
+        : >"$W/$be.cpu"
+        rm -f "$W/$be-guest.log"  # the previous round's markers must not count
+        monitor "$W/$be-guest.log" "$bpid" "$W/$be.cpu" &
+        monitor_pid=$!
+        # fio itself takes a while to start under TCG.
+        per_job=$((runtime + 10))
+        [[ $guest == qemu ]] && per_job=$((runtime + 60))
+        timeout=$((${#jobs[@]} * per_job + 60))
+        if ! vireo_guest_run "$guest" "$W/guest.sh" "$W/$be-guest.log" --disk "$W/$be.sock" --timeout "$timeout"; then
+            tail -n 30 "$W/$be-guest.log" >&2
+            vireo_die "the guest run against $be failed"
+        fi
+        wait "$monitor_pid" || true
+        monitor_pid=
+        vireo_backend_stop
+
+        # terse v3: field 3 job name, 6 read KiB, 8 read IOPS, 47 write KiB, 49 write IOPS.
+        while IFS=';' read -r -a f; do
+            name=${f[2]}
+            for j in "${jobs[@]}"; do
+                set -- $j
+                [[ $1 == "$name" ]] || continue
+                bs_bytes=$(numfmt --from=iec "${3^^}")
+                ios=$(((${f[5]} + ${f[46]}) * 1024 / bs_bytes))
+                b=$(awk -v n="$name" '$1 == "begin" && $2 == n {print $3}' "$W/$be.cpu")
+                e=$(awk -v n="$name" '$1 == "end" && $2 == n {print $3}' "$W/$be.cpu")
+                iops_l[$be,$name]+="$(awk -v r="${f[7]}" -v w="${f[48]}" 'BEGIN {printf "%.0f", r + w}') "
+                cpu_l[$be,$name]+="$(awk -v t=$((e - b)) -v hz="$hz" -v n="$ios" \
+                    'BEGIN {if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "nan"}') "
+                mib_l[$be,$name]+="$(awk -v k="${f[5]}" -v r="$runtime" 'BEGIN {printf "%.0f", k / 1024 / r}') "
+            done
+        done < <(tr -d '\r' <"$W/$be-guest.log" | sed -n 's/^VIREO-BENCH-RESULT: //p')
+    done
+    # The other back end goes first next round.
+    order=$(echo "$order" | tr ' ' '\n' | tac | tr '\n' ' ')
+done
+
+# median "v1 v2 ..." (the lower middle for an even count)
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR] = $1} END {print NR ? a[int((NR + 1) / 2)] : "n/a"}'; }
 declare -A iops cpu_us
 for be in $backends; do
-    vireo_log "== back end: $be"
-    opts=(--cache "$cache")
-    [[ $be == vireo && -n $engine ]] && opts+=(--engine "$engine")
-    vireo_backend_start "$be" "$img" "$W/$be.sock" "$W/$be.log" "${opts[@]}" || vireo_die "$be did not start"
-    bpid=$(vireo_backend_process) || vireo_die "cannot find the $be process"
-    : >"$W/$be.cpu"
-    monitor "$W/$be-guest.log" "$bpid" "$W/$be.cpu" &
-    monitor_pid=$!
-    # fio itself takes a while to start under TCG.
-    per_job=$((runtime + 10))
-    [[ $guest == qemu ]] && per_job=$((runtime + 60))
-    timeout=$((${#jobs[@]} * per_job + 60))
-    if ! vireo_guest_run "$guest" "$W/guest.sh" "$W/$be-guest.log" --disk "$W/$be.sock" --timeout "$timeout"; then
-        tail -n 30 "$W/$be-guest.log" >&2
-        vireo_die "the guest run against $be failed"
-    fi
-    wait "$monitor_pid" || true
-    monitor_pid=
-    vireo_backend_stop
-
-    # terse v3: field 3 job name, 6 read KiB, 8 read IOPS, 47 write KiB, 49 write IOPS.
-    while IFS=';' read -r -a f; do
-        name=${f[2]}
-        for j in "${jobs[@]}"; do
-            set -- $j
-            [[ $1 == "$name" ]] || continue
-            bs_bytes=$(numfmt --from=iec "${3^^}")
-            ios=$(((${f[5]} + ${f[46]}) * 1024 / bs_bytes))
-            b=$(awk -v n="$name" '$1 == "begin" && $2 == n {print $3}' "$W/$be.cpu")
-            e=$(awk -v n="$name" '$1 == "end" && $2 == n {print $3}' "$W/$be.cpu")
-            iops[$be,$name]=$(awk -v r="${f[7]}" -v w="${f[48]}" 'BEGIN {printf "%.0f", r + w}')
-            cpu_us[$be,$name]=$(awk -v t=$((e - b)) -v hz="$hz" -v n="$ios" \
-                'BEGIN {if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "n/a"}')
-            if [[ $2 == read && $3 == 128k ]]; then
-                iops[$be,$name]+=" ($(awk -v k="${f[5]}" -v r="$runtime" 'BEGIN {printf "%.0f", k / 1024 / r}') MiB/s)"
-            fi
-        done
-    done < <(tr -d '\r' <"$W/$be-guest.log" | sed -n 's/^VIREO-BENCH-RESULT: //p')
+    for j in "${jobs[@]}"; do
+        set -- $j
+        iops[$be,$1]=$(median "${iops_l[$be,$1]:-}")
+        cpu_us[$be,$1]=$(median "${cpu_l[$be,$1]:-}")
+        [[ $2 == read && $3 == 128k ]] && iops[$be,$1]+=" ($(median "${mib_l[$be,$1]:-}") MiB/s)"
+    done
 done
 
 # The floor: the same jobs from the host, no guest and no back end.
@@ -165,7 +185,7 @@ echo
 printf 'fio in a %s guest (1 vCPU, O_DIRECT, %s, %ss per job) on a %s MiB image, which both\n' \
     "$guest" "$guest_engine" "$runtime" "$size_mib"
 printf 'back ends open %s;\n' "$([[ $cache == direct ]] && echo "with O_DIRECT" || echo "through the page cache")"
-printf 'back-end CPU = utime+stime of the back-end process per completed I/O\n' 
+printf 'back-end CPU = utime+stime of the back-end process per completed I/O; median of %s round(s)\n' "$rounds"
 header=$(printf '%-20s' job)
 for be in $backends; do header+=$(printf ' | %22s | %12s' "$be IOPS" "$be CPU/IO"); done
 header+=$(printf ' | %16s' "host floor CPU/IO")
