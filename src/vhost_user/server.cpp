@@ -177,6 +177,9 @@ std::expected<std::unique_ptr<Server>, std::string> Server::create(std::vector<E
                 return std::unexpected(fmt::format("[{}] {}", sl.ep.name, std::strerror(errno)));
             }
             if (*kind) {
+                // Non-blocking like our own listeners: a client that leaves between EPOLLIN
+                // and accept must not block the event loop.
+                ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
                 sl.listener = std::move(fd);
                 watch(sl.listener.get(), listener_tag(s->slots_.size() - 1));
                 log::info("[{}] listening on the inherited socket", sl.ep.name);
