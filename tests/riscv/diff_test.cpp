@@ -171,70 +171,67 @@ void maybe_dump(const Program& p, const char* prefix) {
     write_file(base + ".txt", std::vector<std::uint8_t>(text.begin(), text.end()));
 }
 
-TEST(RiscvDiff, RandomPrograms) {
-    REQUIRE_QEMU();
-    const std::uint64_t count = env_u64("VIREO_RVDIFF_SEEDS", 200);
-    const std::uint64_t first = env_u64("VIREO_RVDIFF_SEED", 1);
-    const unsigned insns = static_cast<unsigned>(env_u64("VIREO_RVDIFF_INSNS", 200));
-    Runner run;
-    std::uint64_t generated = 0;
+// One seeded sweep: `count` programs from `make(seed, insns)` starting at VIREO_RVDIFF_SEED, each
+// checked against QEMU; the first ten differences are reported in full.
+struct Sweep {
+    std::uint64_t first = 0, count = 0, generated = 0;
     unsigned failures = 0;
+    double seconds = 0;
+};
+Sweep sweep(Runner& run, std::uint64_t count, Program (*make)(std::uint64_t, unsigned),
+            const char* dump_prefix) {
+    Sweep sw;
+    sw.count = count;
+    sw.first = env_u64("VIREO_RVDIFF_SEED", 1);
+    const unsigned insns = static_cast<unsigned>(env_u64("VIREO_RVDIFF_INSNS", 200));
     const auto t0 = std::chrono::steady_clock::now();
-    for (std::uint64_t seed = first; seed < first + count; ++seed) {
-        const Program p = generate(seed, insns);
-        generated += p.insn_count();
-        maybe_dump(p, "seed");
+    for (std::uint64_t seed = sw.first; seed < sw.first + count; ++seed) {
+        const Program p = make(seed, insns);
+        sw.generated += p.insn_count();
+        maybe_dump(p, dump_prefix);
         std::string report;
         if (!check_program(run, p, report)) {
-            ++failures;
-            if (failures <= 10) ADD_FAILURE() << report;
+            ++sw.failures;
+            if (sw.failures <= 10) ADD_FAILURE() << report;
         }
     }
-    const double total =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    sw.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return sw;
+}
+
+TEST(RiscvDiff, RandomPrograms) {
+    REQUIRE_QEMU();
+    Runner run;
+    const Sweep sw = sweep(run, env_u64("VIREO_RVDIFF_SEEDS", 200), generate, "seed");
     std::printf(
         "[ rvdiff ] %llu random programs (seeds %llu..%llu), %llu generated instructions, "
         "%llu retired on the hart; %u differ; %.2f s total (qemu %.2f s, hart %.2f s)\n",
-        static_cast<unsigned long long>(count), static_cast<unsigned long long>(first),
-        static_cast<unsigned long long>(first + count - 1),
-        static_cast<unsigned long long>(generated), static_cast<unsigned long long>(run.hart_insns),
-        failures, total, run.qemu_s, run.hart_s);
-    EXPECT_EQ(failures, 0u) << "re-run one with VIREO_RVDIFF_SEED=<seed> VIREO_RVDIFF_SEEDS=1";
+        static_cast<unsigned long long>(sw.count), static_cast<unsigned long long>(sw.first),
+        static_cast<unsigned long long>(sw.first + sw.count - 1),
+        static_cast<unsigned long long>(sw.generated),
+        static_cast<unsigned long long>(run.hart_insns), sw.failures, sw.seconds, run.qemu_s,
+        run.hart_s);
+    EXPECT_EQ(sw.failures, 0u) << "re-run one with VIREO_RVDIFF_SEED=<seed> VIREO_RVDIFF_SEEDS=1";
 }
 
 // Decoder fuzzing: random encodings (legal or not) between ordinary random groups, with a
 // SIGILL handler that reports and skips illegal ones; QEMU runs as a plain RV64GC (kQemuRv64gc).
 TEST(RiscvDiff, RandomEncodings) {
     REQUIRE_QEMU();
-    const std::uint64_t count = env_u64("VIREO_RVDIFF_ENC_SEEDS", 200);
-    const std::uint64_t first = env_u64("VIREO_RVDIFF_SEED", 1);
-    const unsigned insns = static_cast<unsigned>(env_u64("VIREO_RVDIFF_INSNS", 200));
     Runner run;
-    std::uint64_t generated = 0;
-    unsigned failures = 0;
-    const auto t0 = std::chrono::steady_clock::now();
-    for (std::uint64_t seed = first; seed < first + count; ++seed) {
-        const Program p = generate_encodings(seed, insns);
-        generated += p.insn_count();
-        maybe_dump(p, "enc");
-        std::string report;
-        if (!check_program(run, p, report)) {
-            ++failures;
-            if (failures <= 10) ADD_FAILURE() << report;
-        }
-    }
-    const double total =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const Sweep sw = sweep(run, env_u64("VIREO_RVDIFF_ENC_SEEDS", 200), generate_encodings, "enc");
     std::printf(
         "[ rvdiff ] %llu random-encoding programs (seeds %llu..%llu), %llu generated "
         "instructions (%llu illegal), %llu retired on the hart; %u differ; %.2f s total "
         "(qemu %.2f s, hart %.2f s)\n",
-        static_cast<unsigned long long>(count), static_cast<unsigned long long>(first),
-        static_cast<unsigned long long>(first + count - 1),
-        static_cast<unsigned long long>(generated),
+        static_cast<unsigned long long>(sw.count), static_cast<unsigned long long>(sw.first),
+        static_cast<unsigned long long>(sw.first + sw.count - 1),
+        static_cast<unsigned long long>(sw.generated),
         static_cast<unsigned long long>(run.illegal_records),
-        static_cast<unsigned long long>(run.hart_insns), failures, total, run.qemu_s, run.hart_s);
-    EXPECT_EQ(failures, 0u) << "re-run one with VIREO_RVDIFF_SEED=<seed> VIREO_RVDIFF_ENC_SEEDS=1";
+        static_cast<unsigned long long>(run.hart_insns), sw.failures, sw.seconds, run.qemu_s,
+        run.hart_s);
+    EXPECT_EQ(sw.failures, 0u)
+        << "re-run one with VIREO_RVDIFF_SEED=<seed> VIREO_RVDIFF_ENC_SEEDS=1";
 }
 
 // Programs that end in a fault: both must die of the same signal having written nothing.
