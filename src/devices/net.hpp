@@ -124,6 +124,13 @@ static_assert(offsetof(NetConfig, duplex) == 16 && sizeof(NetConfig) == 24);
 
 // --- frame limits ------------------------------------------------------------------------------
 inline constexpr std::size_t kEthHeader = 14;
+// Header fields the switch reads (flow steering, software GSO).
+inline constexpr std::size_t kEthTypeOffset = 12;
+inline constexpr std::uint16_t kEthTypeIpv4 = 0x0800;
+inline constexpr std::uint16_t kEthTypeIpv6 = 0x86dd;
+inline constexpr std::uint16_t kEthTypeVlan = 0x8100;  // 802.1Q
+inline constexpr std::uint8_t kIpProtoTcp = 6;
+inline constexpr std::uint8_t kIpProtoUdp = 17;
 inline constexpr std::size_t kEthAddr = 6;
 // §5.1.6.3: 65550 bytes is the largest (GSO) packet, 1514 without GSO. A VLAN tag (4 bytes) may
 // come on top of either, as Linux sends it in-band.

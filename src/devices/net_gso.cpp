@@ -7,10 +7,6 @@ namespace vireo::dev {
 
 namespace {
 
-constexpr std::uint16_t kEtherIpv4 = 0x0800;
-constexpr std::uint16_t kEtherIpv6 = 0x86dd;
-constexpr std::uint16_t kEtherVlan = 0x8100;
-constexpr std::uint8_t kProtoTcp = 6;
 constexpr std::uint8_t kTcpFin = 0x01;
 constexpr std::uint8_t kTcpPsh = 0x08;
 constexpr std::uint8_t kTcpCwr = 0x80;
@@ -36,25 +32,25 @@ std::optional<TcpGso> plan_tcp_gso(std::span<const std::uint8_t> f, const NetHdr
     if (hdr.gso_type != kNetHdrGsoTcpv4 && hdr.gso_type != kNetHdrGsoTcpv6) return std::nullopt;
     TcpGso g;
     g.mss = hdr.gso_size.get();
-    if (g.mss == 0 || f.size() < 14) return std::nullopt;
-    std::uint16_t type = be16(f, 12);
-    g.l3 = 14;
-    if (type == kEtherVlan) {
+    if (g.mss == 0 || f.size() < kEthHeader) return std::nullopt;
+    std::uint16_t type = be16(f, kEthTypeOffset);
+    g.l3 = kEthHeader;
+    if (type == kEthTypeVlan) {
         if (f.size() < 18) return std::nullopt;
         type = be16(f, 16);
         g.l3 = 18;
     }
-    if (type == kEtherIpv4 && hdr.gso_type == kNetHdrGsoTcpv4) {
+    if (type == kEthTypeIpv4 && hdr.gso_type == kNetHdrGsoTcpv4) {
         if (f.size() < g.l3 + 20 || (f[g.l3] >> 4) != 4) return std::nullopt;
         const std::size_t ihl = (f[g.l3] & 0x0fu) * 4u;
         const std::uint16_t frag = be16(f, g.l3 + 6);
-        if (ihl < 20 || f.size() < g.l3 + ihl || f[g.l3 + 9] != kProtoTcp ||
+        if (ihl < 20 || f.size() < g.l3 + ihl || f[g.l3 + 9] != kIpProtoTcp ||
             (frag & 0x3fffu) != 0) {  // MF or a fragment offset: not a whole TCP segment
             return std::nullopt;
         }
         g.l4 = g.l3 + ihl;
-    } else if (type == kEtherIpv6 && hdr.gso_type == kNetHdrGsoTcpv6) {
-        if (f.size() < g.l3 + 40 || (f[g.l3] >> 4) != 6 || f[g.l3 + 6] != kProtoTcp) {
+    } else if (type == kEthTypeIpv6 && hdr.gso_type == kNetHdrGsoTcpv6) {
+        if (f.size() < g.l3 + 40 || (f[g.l3] >> 4) != 6 || f[g.l3 + 6] != kIpProtoTcp) {
             return std::nullopt;
         }
         g.ipv6 = true;
@@ -91,7 +87,7 @@ std::span<const std::uint8_t> tcp_gso_segment(std::span<const std::uint8_t> f, c
         pseudo = csum_add(0, h.subspan(g.l3 + 12, 8));
     }
     // RFC 793 pseudo header: addresses (above), protocol, TCP length.
-    pseudo += kProtoTcp + static_cast<std::uint32_t>(tcp_len);
+    pseudo += kIpProtoTcp + static_cast<std::uint32_t>(tcp_len);
     put32(h, g.l4 + 4, be32(f, g.l4 + 4) + static_cast<std::uint32_t>(i * g.mss));
     std::uint8_t flags = f[g.l4 + 13];
     if (!last) flags &= static_cast<std::uint8_t>(~(kTcpFin | kTcpPsh));

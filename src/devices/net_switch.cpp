@@ -18,12 +18,6 @@ constexpr std::uint16_t kMaxPortPairs = 256;
 // the shared entry on every frame.
 constexpr std::int64_t kRefreshMs = 1000;
 
-constexpr std::size_t kEthTypeOffset = 12;
-constexpr std::uint16_t kEthTypeIpv4 = 0x0800;
-constexpr std::uint16_t kEthTypeIpv6 = 0x86dd;
-constexpr std::uint8_t kIpProtoTcp = 6;
-constexpr std::uint8_t kIpProtoUdp = 17;
-
 std::uint64_t mac_key(const MacAddress& m) {
     std::uint64_t k = 0;
     for (auto b : m) {
