@@ -2,11 +2,11 @@
 
 #include <fmt/format.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
+#include "base/config_file.hpp"
+#include "base/error.hpp"
 #include "virtq/ring_layout.hpp"
 
 namespace vireo::daemon {
@@ -14,11 +14,6 @@ namespace vireo::daemon {
 namespace {
 
 using json = nlohmann::json;
-
-template <typename... Args>
-std::unexpected<std::string> bad(fmt::format_string<Args...> f, Args&&... args) {
-    return std::unexpected(fmt::format(f, std::forward<Args>(args)...));
-}
 
 // Reads optional typed fields of one JSON object, rejecting unknown keys so typos are errors.
 class Fields {
@@ -78,7 +73,7 @@ class Fields {
     std::expected<void, std::string> no_unknown() const {
         for (const auto& [k, v] : obj_.items()) {
             if (!seen_.contains(k)) {
-                return bad("{}.{}: unknown field", where_, k);
+                return fail("{}.{}: unknown field", where_, k);
             }
         }
         return {};
@@ -99,12 +94,12 @@ class Fields {
         auto it = obj_.find(key);
         if (it == obj_.end()) {
             if (required) {
-                return bad("{}.{}: missing (required)", where_, key);
+                return fail("{}.{}: missing (required)", where_, key);
             }
             return {};
         }
         if (!take(*it)) {
-            return bad("{}.{}: expected {}, got {}", where_, key, what, it->dump());
+            return fail("{}.{}: expected {}, got {}", where_, key, what, it->dump());
         }
         return {};
     }
@@ -113,13 +108,6 @@ class Fields {
     std::string where_;
     std::set<std::string> seen_;
 };
-
-#define VIREO_TRY(expr)                          \
-    do {                                         \
-        if (auto ok_ = (expr); !ok_) {           \
-            return std::unexpected(ok_.error()); \
-        }                                        \
-    } while (0)
 
 std::expected<void, std::string> parse_blk(Fields& f, DeviceConfig& c) {
     std::string engine = "io_uring";
@@ -132,7 +120,7 @@ std::expected<void, std::string> parse_blk(Fields& f, DeviceConfig& c) {
     VIREO_TRY(f.get_string("serial", c.blk.serial));
     auto e = parse_engine(engine);
     if (!e) {
-        return bad("{}.engine: {}", f.where(), e.error());
+        return fail("{}.engine: {}", f.where(), e.error());
     }
     c.blk.engine = *e;
     return {};
@@ -148,7 +136,7 @@ std::expected<void, std::string> parse_net(Fields& f, DeviceConfig& c) {
     if (!mac.empty()) {
         auto m = dev::parse_mac(mac);
         if (!m) {
-            return bad("{}.mac: {}", f.where(), m.error());
+            return fail("{}.mac: {}", f.where(), m.error());
         }
         c.net.mac = *m;
     }
@@ -160,7 +148,7 @@ std::expected<dev::ConsolePortOptions, std::string> parse_port_object(const json
                                                                       const std::string& where,
                                                                       bool named) {
     if (!p.is_object()) {
-        return bad("{}: expected an object", where);
+        return fail("{}: expected an object", where);
     }
     Fields f(p, where);
     std::string backend;
@@ -176,14 +164,14 @@ std::expected<dev::ConsolePortOptions, std::string> parse_port_object(const json
     } else if (backend == "unix") {
         o.kind = dev::ConsoleBackendKind::kUnix;
         if (o.path.empty()) {
-            return bad("{}.path: missing (required for the unix backend)", where);
+            return fail("{}.path: missing (required for the unix backend)", where);
         }
     } else {
-        return bad("{}.backend: unknown backend '{}' (expected stdio, pty or unix)", where,
-                   backend);
+        return fail("{}.backend: unknown backend '{}' (expected stdio, pty or unix)", where,
+                    backend);
     }
     if (o.kind != dev::ConsoleBackendKind::kUnix && !o.path.empty()) {
-        return bad("{}.path: only the unix backend takes a path", where);
+        return fail("{}.path: only the unix backend takes a path", where);
     }
     return o;
 }
@@ -209,7 +197,7 @@ std::expected<void, std::string> parse_console(Fields& f, DeviceConfig& c) {
     c.console.ports = {*p0};
     if (const json* ports = f.take("ports")) {
         if (!ports->is_array()) {
-            return bad("{}.ports: expected an array of port objects", f.where());
+            return fail("{}.ports: expected an array of port objects", f.where());
         }
         for (std::size_t i = 0; i < ports->size(); ++i) {
             auto p = parse_port_object((*ports)[i], fmt::format("{}.ports[{}]", f.where(), i),
@@ -233,7 +221,7 @@ std::expected<void, std::string> parse_vsock(Fields& f, DeviceConfig& c) {
     bool have_cid = f.take("guest_cid") != nullptr;
     VIREO_TRY(f.get_u64("guest_cid", c.vsock.guest_cid));
     if (!have_cid) {
-        return bad("{}.guest_cid: missing (required)", f.where());
+        return fail("{}.guest_cid: missing (required)", f.where());
     }
     VIREO_TRY(f.get_string("uds_path", c.vsock.uds_path, true));
     VIREO_TRY(f.get_u16("queue_size", c.vsock.queue_size));
@@ -242,7 +230,7 @@ std::expected<void, std::string> parse_vsock(Fields& f, DeviceConfig& c) {
 
 std::expected<DeviceConfig, std::string> parse_device(const json& d, std::string where) {
     if (!d.is_object()) {
-        return bad("{}: expected an object", where);
+        return fail("{}: expected an object", where);
     }
     Fields f(d, where);
     std::string type;
@@ -265,7 +253,7 @@ std::expected<DeviceConfig, std::string> parse_device(const json& d, std::string
         c.type = DeviceType::kVsock;
         VIREO_TRY(parse_vsock(f, c));
     } else {
-        return bad(
+        return fail(
             "{}.type: unsupported device type '{}' (supported: blk, net, console, rng, vsock)",
             where, type);
     }
@@ -286,7 +274,7 @@ std::expected<dev::BlkEngine, std::string> parse_engine(std::string_view name) {
     if (name == "sync") {
         return dev::BlkEngine::kSync;
     }
-    return bad("unknown engine '{}' (expected io_uring or sync)", name);
+    return fail("unknown engine '{}' (expected io_uring or sync)", name);
 }
 
 std::expected<DaemonConfig, std::string> parse_config(std::string_view text) {
@@ -298,12 +286,12 @@ std::expected<DaemonConfig, std::string> parse_config(std::string_view text) {
             (void)again;
         } catch (const json::exception& e) {
             // parse_error, or out_of_range for a number beyond double (e.g. 44e4444444).
-            return bad("invalid JSON: {}", e.what());
+            return fail("invalid JSON: {}", e.what());
         }
-        return bad("invalid JSON");
+        return fail("invalid JSON");
     }
     if (!doc.is_object()) {
-        return bad("top level: expected an object with a \"devices\" array");
+        return fail("top level: expected an object with a \"devices\" array");
     }
     DaemonConfig cfg;
     Fields top(doc, "config");
@@ -311,10 +299,10 @@ std::expected<DaemonConfig, std::string> parse_config(std::string_view text) {
     const json* devices = top.take("devices");
     VIREO_TRY(top.no_unknown());
     if (devices == nullptr) {
-        return bad("config.devices: missing (required)");
+        return fail("config.devices: missing (required)");
     }
     if (!devices->is_array() || devices->empty()) {
-        return bad("config.devices: expected a non-empty array of device objects");
+        return fail("config.devices: expected a non-empty array of device objects");
     }
     for (std::size_t i = 0; i < devices->size(); ++i) {
         auto d = parse_device((*devices)[i], fmt::format("config.devices[{}]", i));
@@ -328,17 +316,7 @@ std::expected<DaemonConfig, std::string> parse_config(std::string_view text) {
 }
 
 std::expected<DaemonConfig, std::string> load_config(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) {
-        return bad("cannot read config file '{}'", path);
-    }
-    std::ostringstream text;
-    text << in.rdbuf();
-    auto cfg = parse_config(text.str());
-    if (!cfg) {
-        return bad("{}: {}", path, cfg.error());
-    }
-    return cfg;
+    return load_config_file(path, [](std::string_view text) { return parse_config(text); });
 }
 
 std::string_view to_string(DeviceType t) {
@@ -364,7 +342,7 @@ std::expected<dev::ConsolePortOptions, std::string> parse_console_port(std::stri
     if (named) {
         const auto colon = rest.find(':');
         if (colon == std::string_view::npos || colon == 0) {
-            return bad("'{}': expected NAME:pty, NAME:stdio or NAME:unix:PATH", spec);
+            return fail("'{}': expected NAME:pty, NAME:stdio or NAME:unix:PATH", spec);
         }
         o.name = std::string(rest.substr(0, colon));
         rest.remove_prefix(colon + 1);
@@ -377,8 +355,8 @@ std::expected<dev::ConsolePortOptions, std::string> parse_console_port(std::stri
         o.kind = dev::ConsoleBackendKind::kUnix;
         o.path = std::string(rest.substr(5));
     } else {
-        return bad("'{}': unknown port back end '{}' (expected stdio, pty or unix:PATH)", spec,
-                   rest);
+        return fail("'{}': unknown port back end '{}' (expected stdio, pty or unix:PATH)", spec,
+                    rest);
     }
     return o;
 }
@@ -394,61 +372,61 @@ std::expected<void, std::string> check_config(const DaemonConfig& cfg, bool cli)
         auto unique_path = [&](const std::string& path, const char* json_name,
                                const char* option) -> std::expected<void, std::string> {
             if (!sockets.insert(path).second) {
-                return bad("{}: '{}' is used by another device or port", field(json_name, option),
-                           path);
+                return fail("{}: '{}' is used by another device or port", field(json_name, option),
+                            path);
             }
             return {};
         };
         if (d.socket_fd >= 0) {
             if (!d.socket_path.empty()) {
-                return bad("--fd and --socket-path exclude each other");
+                return fail("--fd and --socket-path exclude each other");
             }
         } else if (d.socket_path.empty()) {
-            return bad("{}: must not be empty", field("socket_path", "--socket-path"));
+            return fail("{}: must not be empty", field("socket_path", "--socket-path"));
         } else {
             VIREO_TRY(unique_path(d.socket_path, "socket_path", "--socket-path"));
         }
         switch (d.type) {
             case DeviceType::kBlk: {
                 if (d.blk.num_queues == 0 || d.blk.num_queues > kMaxQueues) {
-                    return bad("{}: {} out of range (1..{})", field("queues", "--queues"),
-                               d.blk.num_queues, kMaxQueues);
+                    return fail("{}: {} out of range (1..{})", field("queues", "--queues"),
+                                d.blk.num_queues, kMaxQueues);
                 }
                 if (!power_of_two_size(d.blk.queue_size)) {
-                    return bad("{}: {} is not a power of two in 1..{}",
-                               field("queue_size", "--queue-size"), d.blk.queue_size,
-                               virtq::kMaxQueueSize);
+                    return fail("{}: {} is not a power of two in 1..{}",
+                                field("queue_size", "--queue-size"), d.blk.queue_size,
+                                virtq::kMaxQueueSize);
                 }
                 if (d.blk.serial.size() > dev::kBlkIdBytes) {
-                    return bad("{}: '{}' is longer than {} bytes", field("serial", "--serial"),
-                               d.blk.serial, dev::kBlkIdBytes);
+                    return fail("{}: '{}' is longer than {} bytes", field("serial", "--serial"),
+                                d.blk.serial, dev::kBlkIdBytes);
                 }
                 break;
             }
             case DeviceType::kNet: {
                 if (d.net.tap.empty() == d.net.switch_name.empty()) {
-                    return bad("{}: give exactly one of {} and {}",
-                               cli ? std::string("net") : fmt::format("config.devices[{}]", i),
-                               cli ? "--tap" : "tap", cli ? "--switch" : "switch");
+                    return fail("{}: give exactly one of {} and {}",
+                                cli ? std::string("net") : fmt::format("config.devices[{}]", i),
+                                cli ? "--tap" : "tap", cli ? "--switch" : "switch");
                 }
                 // 2N + 1 rings (RX/TX pairs and the control queue), 8-bit vhost-user indices.
                 constexpr std::uint16_t kMaxPairs = (kMaxQueues - 1) / 2;
                 if (d.net.queue_pairs == 0 || d.net.queue_pairs > kMaxPairs) {
-                    return bad("{}: {} queue pairs out of range (1..{})",
-                               field("queues", "--queues"), d.net.queue_pairs, kMaxPairs);
+                    return fail("{}: {} queue pairs out of range (1..{})",
+                                field("queues", "--queues"), d.net.queue_pairs, kMaxPairs);
                 }
                 if (!power_of_two_size(d.net.queue_size)) {
-                    return bad("{}: {} is not a power of two in 1..{}",
-                               field("queue_size", "--queue-size"), d.net.queue_size,
-                               virtq::kMaxQueueSize);
+                    return fail("{}: {} is not a power of two in 1..{}",
+                                field("queue_size", "--queue-size"), d.net.queue_size,
+                                virtq::kMaxQueueSize);
                 }
                 break;
             }
             case DeviceType::kConsole: {
                 const auto& ports = d.console.ports;
                 if (ports.empty() || ports.size() > dev::kConsoleMaxPorts) {
-                    return bad("{}: {} ports out of range (1..{})", field("ports", "--port"),
-                               ports.size(), dev::kConsoleMaxPorts);
+                    return fail("{}: {} ports out of range (1..{})", field("ports", "--port"),
+                                ports.size(), dev::kConsoleMaxPorts);
                 }
                 std::set<std::string> names;
                 for (std::size_t p = 0; p < ports.size(); ++p) {
@@ -458,35 +436,35 @@ std::expected<void, std::string> check_config(const DaemonConfig& cfg, bool cli)
                             : (p == 0 ? fmt::format("config.devices[{}]", i)
                                       : fmt::format("config.devices[{}].ports[{}]", i, p - 1));
                     if (p > 0 && port.name.empty()) {
-                        return bad("{}: extra ports need a name", where);
+                        return fail("{}: extra ports need a name", where);
                     }
                     if (port.name.size() > dev::kConsoleMaxNameBytes) {
-                        return bad("{}: name longer than {} bytes", where,
-                                   dev::kConsoleMaxNameBytes);
+                        return fail("{}: name longer than {} bytes", where,
+                                    dev::kConsoleMaxNameBytes);
                     }
                     if (!port.name.empty() && !names.insert(port.name).second) {
-                        return bad("{}: port name '{}' is used twice", where, port.name);
+                        return fail("{}: port name '{}' is used twice", where, port.name);
                     }
                     if (port.kind == dev::ConsoleBackendKind::kStdio && p > 0) {
-                        return bad("{}: only port 0 may use stdio", where);
+                        return fail("{}: only port 0 may use stdio", where);
                     }
                     if (port.kind == dev::ConsoleBackendKind::kUnix &&
                         !sockets.insert(port.path).second) {
-                        return bad("{}: '{}' is used by another device or port", where, port.path);
+                        return fail("{}: '{}' is used by another device or port", where, port.path);
                     }
                 }
                 if (!power_of_two_size(d.console.queue_size)) {
-                    return bad("{}: {} is not a power of two in 1..{}",
-                               field("queue_size", "--queue-size"), d.console.queue_size,
-                               virtq::kMaxQueueSize);
+                    return fail("{}: {} is not a power of two in 1..{}",
+                                field("queue_size", "--queue-size"), d.console.queue_size,
+                                virtq::kMaxQueueSize);
                 }
                 break;
             }
             case DeviceType::kRng:
                 if (!power_of_two_size(d.rng.queue_size)) {
-                    return bad("{}: {} is not a power of two in 1..{}",
-                               field("queue_size", "--queue-size"), d.rng.queue_size,
-                               virtq::kMaxQueueSize);
+                    return fail("{}: {} is not a power of two in 1..{}",
+                                field("queue_size", "--queue-size"), d.rng.queue_size,
+                                virtq::kMaxQueueSize);
                 }
                 break;
             case DeviceType::kVsock: {
@@ -494,17 +472,17 @@ std::expected<void, std::string> check_config(const DaemonConfig& cfg, bool cli)
                 // of guest_cid are zero.
                 const std::uint64_t cid = d.vsock.guest_cid;
                 if (cid < 3 || cid >= 0xffffffffULL) {
-                    return bad("{}: {} is not a guest CID (3..4294967294)",
-                               field("guest_cid", "--guest-cid"), cid);
+                    return fail("{}: {} is not a guest CID (3..4294967294)",
+                                field("guest_cid", "--guest-cid"), cid);
                 }
                 if (d.vsock.uds_path.empty()) {
-                    return bad("{}: must not be empty", field("uds_path", "--uds-path"));
+                    return fail("{}: must not be empty", field("uds_path", "--uds-path"));
                 }
                 VIREO_TRY(unique_path(d.vsock.uds_path, "uds_path", "--uds-path"));
                 if (!power_of_two_size(d.vsock.queue_size)) {
-                    return bad("{}: {} is not a power of two in 1..{}",
-                               field("queue_size", "--queue-size"), d.vsock.queue_size,
-                               virtq::kMaxQueueSize);
+                    return fail("{}: {} is not a power of two in 1..{}",
+                                field("queue_size", "--queue-size"), d.vsock.queue_size,
+                                virtq::kMaxQueueSize);
                 }
                 break;
             }

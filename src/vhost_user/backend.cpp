@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/error.hpp"
 #include "vhost_user/log.hpp"
 #include "virtq/features.hpp"
 #include "virtq/ring_layout.hpp"
@@ -14,11 +15,6 @@
 namespace vireo::vhost_user {
 
 namespace {
-
-template <typename... Args>
-std::unexpected<std::string> fail(fmt::format_string<Args...> f, Args&&... args) {
-    return std::unexpected(fmt::format(f, std::forward<Args>(args)...));
-}
 
 // Requests whose reply carries an explicit body: REPLY_ACK adds nothing to them.
 bool has_explicit_reply(Request r) {

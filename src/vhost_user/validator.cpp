@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "base/error.hpp"
 #include "virtq/ring_layout.hpp"
 
 namespace vireo::vhost_user {
@@ -131,30 +132,25 @@ namespace {
 
 using Result = std::expected<void, std::string>;
 
-template <typename... Args>
-std::unexpected<std::string> bad(fmt::format_string<Args...> f, Args&&... args) {
-    return std::unexpected(fmt::format(f, std::forward<Args>(args)...));
-}
-
 Result exact_size(const Message& m, std::size_t want) {
     if (m.payload.size() != want) {
-        return bad("payload is {} bytes, {} expects {}", m.payload.size(), to_string(m.request()),
-                   want);
+        return fail("payload is {} bytes, {} expects {}", m.payload.size(), to_string(m.request()),
+                    want);
     }
     return {};
 }
 
 Result fd_count(const Message& m, std::size_t want) {
     if (m.fds.size() != want) {
-        return bad("{} carries {} file descriptors, expects {}", to_string(m.request()),
-                   m.fds.size(), want);
+        return fail("{} carries {} file descriptors, expects {}", to_string(m.request()),
+                    m.fds.size(), want);
     }
     return {};
 }
 
 Result queue_index(std::uint64_t index, const ValidationLimits& l) {
     if (index >= l.num_queues) {
-        return bad("queue index {} out of range (device has {} queues)", index, l.num_queues);
+        return fail("queue index {} out of range (device has {} queues)", index, l.num_queues);
     }
     return {};
 }
@@ -162,13 +158,13 @@ Result queue_index(std::uint64_t index, const ValidationLimits& l) {
 // One region's own geometry: non-empty, and no address range that wraps 2^64.
 Result region_geometry(const MemRegion& r) {
     if (r.memory_size == 0) {
-        return bad("memory region at gpa {:#x} is empty", r.guest_phys_addr);
+        return fail("memory region at gpa {:#x} is empty", r.guest_phys_addr);
     }
     if (r.memory_size > UINT64_MAX - r.guest_phys_addr ||
         r.memory_size > UINT64_MAX - r.userspace_addr ||
         r.memory_size > UINT64_MAX - r.mmap_offset) {
-        return bad("memory region at gpa {:#x} size {:#x} wraps around the address space",
-                   r.guest_phys_addr, r.memory_size);
+        return fail("memory region at gpa {:#x} size {:#x} wraps around the address space",
+                    r.guest_phys_addr, r.memory_size);
     }
     return {};
 }
@@ -179,20 +175,20 @@ bool overlap(std::uint64_t a, std::uint64_t alen, std::uint64_t b, std::uint64_t
 
 Result mem_table(const Message& m, const ValidationLimits& l) {
     if (m.payload.size() < sizeof(MemTableHeader)) {
-        return bad("SET_MEM_TABLE payload is {} bytes, shorter than its header", m.payload.size());
+        return fail("SET_MEM_TABLE payload is {} bytes, shorter than its header", m.payload.size());
     }
     const auto hdr = m.as<MemTableHeader>();
     const std::uint32_t max = std::min(l.max_mem_slots, kMemTableMaxRegions);
     if (hdr.num_regions == 0 || hdr.num_regions > max) {
-        return bad("SET_MEM_TABLE has {} regions (allowed 1..{})", hdr.num_regions, max);
+        return fail("SET_MEM_TABLE has {} regions (allowed 1..{})", hdr.num_regions, max);
     }
     // Front ends send either exactly the regions in use (QEMU) or the whole fixed-size array
     // (Linux UML sends room for two), so the size must cover num_regions and fit the array.
     const std::size_t need = sizeof(MemTableHeader) + hdr.num_regions * sizeof(MemRegion);
     const std::size_t most = sizeof(MemTableHeader) + kMemTableMaxRegions * sizeof(MemRegion);
     if (m.payload.size() < need || m.payload.size() > most) {
-        return bad("SET_MEM_TABLE payload is {} bytes for {} regions (expects {}..{})",
-                   m.payload.size(), hdr.num_regions, need, most);
+        return fail("SET_MEM_TABLE payload is {} bytes for {} regions (expects {}..{})",
+                    m.payload.size(), hdr.num_regions, need, most);
     }
     if (auto ok = fd_count(m, hdr.num_regions); !ok) {
         return ok;
@@ -207,11 +203,11 @@ Result mem_table(const Message& m, const ValidationLimits& l) {
         for (std::size_t j = 0; j < i; ++j) {
             if (overlap(regions[i].guest_phys_addr, regions[i].memory_size,
                         regions[j].guest_phys_addr, regions[j].memory_size)) {
-                return bad("memory regions {} and {} overlap in guest-physical space", j, i);
+                return fail("memory regions {} and {} overlap in guest-physical space", j, i);
             }
             if (overlap(regions[i].userspace_addr, regions[i].memory_size,
                         regions[j].userspace_addr, regions[j].memory_size)) {
-                return bad("memory regions {} and {} overlap in front-end address space", j, i);
+                return fail("memory regions {} and {} overlap in front-end address space", j, i);
             }
         }
     }
@@ -225,7 +221,7 @@ Result vring_fd(const Message& m, const ValidationLimits& l) {
     }
     const std::uint64_t v = m.u64();
     if ((v & ~(kVringIndexMask | kVringNoFdMask)) != 0) {
-        return bad("{} payload {:#x} has reserved bits set", to_string(m.request()), v);
+        return fail("{} payload {:#x} has reserved bits set", to_string(m.request()), v);
     }
     if (auto ok = queue_index(v & kVringIndexMask, l); !ok) {
         return ok;
@@ -245,13 +241,13 @@ Result vring_state(const Message& m, const ValidationLimits& l) {
 
 Result config(const Message& m) {
     if (m.payload.size() < sizeof(ConfigHeader)) {
-        return bad("{} payload is {} bytes, shorter than its header", to_string(m.request()),
-                   m.payload.size());
+        return fail("{} payload is {} bytes, shorter than its header", to_string(m.request()),
+                    m.payload.size());
     }
     const auto c = m.as<ConfigHeader>();
     if (c.size > kMaxConfigSize || c.offset > kMaxConfigSize - c.size) {
-        return bad("{} offset {} size {} beyond the {}-byte config limit", to_string(m.request()),
-                   c.offset, c.size, kMaxConfigSize);
+        return fail("{} offset {} size {} beyond the {}-byte config limit", to_string(m.request()),
+                    c.offset, c.size, kMaxConfigSize);
     }
     if (auto ok = exact_size(m, sizeof(ConfigHeader) + c.size); !ok) {
         return ok;
@@ -261,8 +257,8 @@ Result config(const Message& m) {
 
 Result inflight(const Message& m, std::size_t fds) {
     if (m.payload.size() < kInflightDescMinSize || m.payload.size() > sizeof(InflightDesc)) {
-        return bad("{} payload is {} bytes, expects {}..{}", to_string(m.request()),
-                   m.payload.size(), kInflightDescMinSize, sizeof(InflightDesc));
+        return fail("{} payload is {} bytes, expects {}..{}", to_string(m.request()),
+                    m.payload.size(), kInflightDescMinSize, sizeof(InflightDesc));
     }
     return fd_count(m, fds);
 }
@@ -271,17 +267,17 @@ Result inflight(const Message& m, std::size_t fds) {
 
 std::expected<void, std::string> validate(const Message& m, const ValidationLimits& l) {
     if ((m.hdr.flags & kVersionMask) != kVersion) {
-        return bad("unsupported protocol version {}", m.hdr.flags & kVersionMask);
+        return fail("unsupported protocol version {}", m.hdr.flags & kVersionMask);
     }
     if ((m.hdr.flags & ~kKnownFlags) != 0 || (m.hdr.flags & kFlagReply) != 0) {
-        return bad("invalid header flags {:#x}", m.hdr.flags);
+        return fail("invalid header flags {:#x}", m.hdr.flags);
     }
     if (m.hdr.size != m.payload.size()) {
-        return bad("header size {} does not match payload {}", m.hdr.size, m.payload.size());
+        return fail("header size {} does not match payload {}", m.hdr.size, m.payload.size());
     }
     const Request r = m.request();
     if (!is_supported(r)) {
-        return bad("unsupported request {} ({})", m.hdr.request, to_string(r));
+        return fail("unsupported request {} ({})", m.hdr.request, to_string(r));
     }
     switch (r) {
         case Request::kGetFeatures:
@@ -318,11 +314,11 @@ std::expected<void, std::string> validate(const Message& m, const ValidationLimi
             const std::uint32_t max =
                 std::min<std::uint32_t>(l.max_queue_size, virtq::kMaxQueueSize);
             if (num == 0 || num > max) {
-                return bad("ring size {} out of range (1..{})", num, max);
+                return fail("ring size {} out of range (1..{})", num, max);
             }
             // §2.7: split ring sizes are powers of two; §2.8 lifts that for packed rings.
             if (!l.packed && (num & (num - 1)) != 0) {
-                return bad("split ring size {} is not a power of two", num);
+                return fail("split ring size {} is not a power of two", num);
             }
             return {};
         }
@@ -334,7 +330,7 @@ std::expected<void, std::string> validate(const Message& m, const ValidationLimi
                 return ok;
             }
             if (m.as<VringState>().num > 1) {
-                return bad("SET_VRING_ENABLE value {} is not 0 or 1", m.as<VringState>().num);
+                return fail("SET_VRING_ENABLE value {} is not 0 or 1", m.as<VringState>().num);
             }
             return {};
         }
@@ -375,7 +371,7 @@ std::expected<void, std::string> validate(const Message& m, const ValidationLimi
         default:
             break;
     }
-    return bad("unsupported request {}", m.hdr.request);
+    return fail("unsupported request {}", m.hdr.request);
 }
 
 }  // namespace vireo::vhost_user

@@ -4,12 +4,12 @@
 
 #include <algorithm>
 #include <charconv>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <utility>
 
+#include "base/config_file.hpp"
+#include "base/error.hpp"
 #include "transport/pci_host.hpp"
 #include "vmm/boot_info.hpp"
 
@@ -18,18 +18,6 @@ namespace vireo::vmm {
 namespace {
 
 using json = nlohmann::json;
-
-template <typename... Args>
-std::unexpected<std::string> bad(fmt::format_string<Args...> f, Args&&... args) {
-    return std::unexpected(fmt::format(f, std::forward<Args>(args)...));
-}
-
-#define VIREO_TRY(expr)                          \
-    do {                                         \
-        if (auto ok_ = (expr); !ok_) {           \
-            return std::unexpected(ok_.error()); \
-        }                                        \
-    } while (0)
 
 // One device's options as key → value ("" for a bare flag), in the order given.
 using Options = std::vector<std::pair<std::string, std::optional<std::string>>>;
@@ -43,7 +31,7 @@ std::expected<std::uint64_t, std::string> parse_uint(std::string_view s, std::ui
     std::uint64_t v = 0;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v > max) {
-        return bad("'{}' is not an integer in 0..{}", s, max);
+        return fail("'{}' is not an integer in 0..{}", s, max);
     }
     return v;
 }
@@ -55,7 +43,7 @@ std::expected<bool, std::string> parse_flag(const std::optional<std::string>& v)
     if (*v == "off" || *v == "false" || *v == "no" || *v == "0") {
         return false;
     }
-    return bad("'{}' is not on/off", *v);
+    return fail("'{}' is not on/off", *v);
 }
 
 std::expected<DeviceSpec, std::string> build_device(std::string_view type, const Options& opts,
@@ -74,18 +62,18 @@ std::expected<DeviceSpec, std::string> build_device(std::string_view type, const
         d.kind = DeviceKind::kEdu;
         d.transport = Transport::kPci;
     } else {
-        return bad("{}: unknown device type '{}' (blk, net, console, rng, edu)", where, type);
+        return fail("{}: unknown device type '{}' (blk, net, console, rng, edu)", where, type);
     }
     const bool is_virtio = d.kind != DeviceKind::kEdu;
     bool console_stdio = false;
     std::set<std::string> seen;
     for (const auto& [key, value] : opts) {
         if (!seen.insert(key).second) {
-            return bad("{}: '{}' given twice", where, key);
+            return fail("{}: '{}' given twice", where, key);
         }
         auto need = [&]() -> std::expected<std::string, std::string> {
             if (!value || value->empty()) {
-                return bad("{}: '{}' needs a value ({}=...)", where, key, key);
+                return fail("{}: '{}' needs a value ({}=...)", where, key, key);
             }
             return *value;
         };
@@ -96,14 +84,14 @@ std::expected<DeviceSpec, std::string> build_device(std::string_view type, const
             }
             auto n = parse_uint(*v, max);
             if (!n) {
-                return bad("{}: {}: {}", where, key, n.error());
+                return fail("{}: {}: {}", where, key, n.error());
             }
             return *n;
         };
         auto flag = [&](bool& out) -> std::expected<void, std::string> {
             auto b = parse_flag(value);
             if (!b) {
-                return bad("{}: {}: {}", where, key, b.error());
+                return fail("{}: {}: {}", where, key, b.error());
             }
             out = *b;
             return {};
@@ -116,7 +104,7 @@ std::expected<DeviceSpec, std::string> build_device(std::string_view type, const
             } else if (*v == "pci") {
                 d.transport = Transport::kPci;
             } else {
-                return bad("{}: transport '{}' (expected mmio or pci)", where, *v);
+                return fail("{}: transport '{}' (expected mmio or pci)", where, *v);
             }
         } else if (is_virtio && key == "packed") {
             VIREO_TRY(flag(d.packed));
@@ -143,7 +131,7 @@ std::expected<DeviceSpec, std::string> build_device(std::string_view type, const
             VIREO_TRY(v);
             auto e = dev::parse_blk_engine(*v);
             if (!e) {
-                return bad("{}: engine: {}", where, e.error());
+                return fail("{}: engine: {}", where, e.error());
             }
             d.blk.engine = *e;
         } else if (d.kind == DeviceKind::kBlk && key == "serial") {
@@ -163,7 +151,7 @@ std::expected<DeviceSpec, std::string> build_device(std::string_view type, const
             VIREO_TRY(v);
             auto m = dev::parse_mac(*v);
             if (!m) {
-                return bad("{}: mac: {}", where, m.error());
+                return fail("{}: mac: {}", where, m.error());
             }
             d.mac = *m;
         } else if (d.kind == DeviceKind::kNet && key == "queues") {
@@ -181,45 +169,45 @@ std::expected<DeviceSpec, std::string> build_device(std::string_view type, const
             VIREO_TRY(n);
             d.rng_rate = *n;
         } else {
-            return bad("{}: unknown key '{}' for a {} device", where, key, type);
+            return fail("{}: unknown key '{}' for a {} device", where, key, type);
         }
     }
     if (d.legacy && d.transport != Transport::kMmio) {
-        return bad("{}: legacy (virtio-mmio version 1) needs transport=mmio", where);
+        return fail("{}: legacy (virtio-mmio version 1) needs transport=mmio", where);
     }
     switch (d.kind) {
         case DeviceKind::kBlk:
             if (d.blk.path.empty()) {
-                return bad("{}: blk needs image=FILE", where);
+                return fail("{}: blk needs image=FILE", where);
             }
             if (d.blk.num_queues == 0) {
-                return bad("{}: queues must be at least 1", where);
+                return fail("{}: queues must be at least 1", where);
             }
             d.blk.queue_size = d.queue_size;
             break;
         case DeviceKind::kNet:
             if (d.net_switch.empty() == d.tap.empty()) {
-                return bad("{}: net needs exactly one of switch=NAME or tap=NAME", where);
+                return fail("{}: net needs exactly one of switch=NAME or tap=NAME", where);
             }
             if (d.queue_pairs == 0) {
-                return bad("{}: queues must be at least 1", where);
+                return fail("{}: queues must be at least 1", where);
             }
             break;
         case DeviceKind::kConsole:
             if (console_stdio && !d.console_file.empty()) {
-                return bad("{}: console takes stdio or file=PATH, not both", where);
+                return fail("{}: console takes stdio or file=PATH, not both", where);
             }
             break;
         case DeviceKind::kEdu:
             if (d.transport != Transport::kPci) {
-                return bad("{}: edu is a PCI device (transport=pci)", where);
+                return fail("{}: edu is a PCI device (transport=pci)", where);
             }
             break;
         case DeviceKind::kRng:
             break;
     }
     if (is_virtio && d.queue_size == 0) {
-        return bad("{}: queue-size must be at least 1", where);
+        return fail("{}: queue-size must be at least 1", where);
     }
     return d;
 }
@@ -244,7 +232,7 @@ std::string_view to_string(DeviceKind k) {
 
 std::expected<std::uint64_t, std::string> parse_size(std::string_view text) {
     if (text.empty()) {
-        return bad("empty size");
+        return fail("empty size");
     }
     unsigned shift = 0;
     std::string_view digits = text;
@@ -269,7 +257,7 @@ std::expected<std::uint64_t, std::string> parse_size(std::string_view text) {
     }
     auto v = parse_uint(digits, UINT64_MAX >> shift);
     if (!v) {
-        return bad("bad size '{}' (expected a number with an optional K, M or G suffix)", text);
+        return fail("bad size '{}' (expected a number with an optional K, M or G suffix)", text);
     }
     return *v << shift;
 }
@@ -285,7 +273,7 @@ std::expected<DeviceSpec, std::string> parse_device(std::string_view spec, std::
             type = item;
             first = false;
         } else if (item.empty()) {
-            return bad("{}: empty option in '{}'", where, spec);
+            return fail("{}: empty option in '{}'", where, spec);
         } else {
             const std::size_t eq = item.find('=');
             std::string key = normalize_key(std::string(item.substr(0, eq)));
@@ -301,7 +289,7 @@ std::expected<DeviceSpec, std::string> parse_device(std::string_view spec, std::
         spec.remove_prefix(comma + 1);
     }
     if (type.empty()) {
-        return bad("{}: missing device type (blk, net, console, rng, edu)", where);
+        return fail("{}: missing device type (blk, net, console, rng, edu)", where);
     }
     return build_device(type, opts, std::move(where));
 }
@@ -310,10 +298,10 @@ std::expected<VmmConfig, std::string> parse_config(std::string_view text) {
     const json doc = json::parse(text, nullptr, /*allow_exceptions=*/false,
                                  /*ignore_comments=*/true);
     if (doc.is_discarded()) {
-        return bad("invalid JSON");
+        return fail("invalid JSON");
     }
     if (!doc.is_object()) {
-        return bad("top level: expected an object");
+        return fail("top level: expected an object");
     }
     VmmConfig cfg;
     for (const auto& [key, v] : doc.items()) {
@@ -321,7 +309,7 @@ std::expected<VmmConfig, std::string> parse_config(std::string_view text) {
         if (key == "kernel" || key == "append" || key == "serial" || key == "initrd" ||
             key == "bios" || key == "bridge") {
             if (!v.is_string()) {
-                return bad("{}: expected a string", where);
+                return fail("{}: expected a string", where);
             }
             (key == "kernel"   ? cfg.kernel
              : key == "append" ? cfg.append
@@ -331,17 +319,17 @@ std::expected<VmmConfig, std::string> parse_config(std::string_view text) {
                                : cfg.serial) = v.get<std::string>();
         } else if (key == "arch") {
             if (!v.is_string() || (v != "x86_64" && v != "riscv64")) {
-                return bad("{}: expected \"x86_64\" or \"riscv64\"", where);
+                return fail("{}: expected \"x86_64\" or \"riscv64\"", where);
             }
             cfg.arch = v.get<std::string>();
         } else if (key == "zone") {
             if (!v.is_number_unsigned() || v.get<std::uint64_t>() > UINT32_MAX) {
-                return bad("{}: expected a zone id (unsigned integer)", where);
+                return fail("{}: expected a zone id (unsigned integer)", where);
             }
             cfg.zone = static_cast<std::uint32_t>(v.get<std::uint64_t>());
         } else if (key == "stats") {
             if (!v.is_boolean()) {
-                return bad("{}: expected true or false", where);
+                return fail("{}: expected true or false", where);
             }
             cfg.stats = v.get<bool>();
         } else if (key == "mem") {
@@ -351,40 +339,40 @@ std::expected<VmmConfig, std::string> parse_config(std::string_view text) {
             } else if (v.is_string()) {
                 auto s = parse_size(v.get<std::string>());
                 if (!s) {
-                    return bad("{}: {}", where, s.error());
+                    return fail("{}: {}", where, s.error());
                 }
                 cfg.mem_size = *s;
             } else {
-                return bad("{}: expected a size like \"64M\" or a byte count", where);
+                return fail("{}: expected a size like \"64M\" or a byte count", where);
             }
         } else if (key == "vcpus" || key == "harts") {
             if (!v.is_number_unsigned() || v.get<std::uint64_t>() > kMaxVcpus) {
-                return bad("{}: expected an integer 1..{}", where, kMaxVcpus);
+                return fail("{}: expected an integer 1..{}", where, kMaxVcpus);
             }
             cfg.vcpus = static_cast<std::uint32_t>(v.get<std::uint64_t>());
         } else if (key == "timeout") {
             if (!v.is_number() || v.get<double>() < 0) {
-                return bad("{}: expected a non-negative number of seconds", where);
+                return fail("{}: expected a non-negative number of seconds", where);
             }
             cfg.timeout = v.get<double>();
         } else if (key == "verbose") {
             if (!v.is_boolean()) {
-                return bad("{}: expected true or false", where);
+                return fail("{}: expected true or false", where);
             }
             cfg.verbose = v.get<bool>();
         } else if (key == "devices") {
             if (!v.is_array()) {
-                return bad("{}: expected an array of device objects", where);
+                return fail("{}: expected an array of device objects", where);
             }
             for (std::size_t i = 0; i < v.size(); ++i) {
                 const std::string dw = fmt::format("config.devices[{}]", i);
                 const json& d = v[i];
                 if (!d.is_object()) {
-                    return bad("{}: expected an object", dw);
+                    return fail("{}: expected an object", dw);
                 }
                 auto type = d.find("type");
                 if (type == d.end() || !type->is_string()) {
-                    return bad("{}.type: missing (a string: blk, net, console, rng, edu)", dw);
+                    return fail("{}.type: missing (a string: blk, net, console, rng, edu)", dw);
                 }
                 Options opts;
                 for (const auto& [k, val] : d.items()) {
@@ -399,7 +387,7 @@ std::expected<VmmConfig, std::string> parse_config(std::string_view text) {
                     } else if (val.is_number_unsigned()) {
                         s = std::to_string(val.get<std::uint64_t>());
                     } else {
-                        return bad("{}.{}: expected a string, boolean or unsigned integer", dw, k);
+                        return fail("{}.{}: expected a string, boolean or unsigned integer", dw, k);
                     }
                     opts.emplace_back(normalize_key(k), std::move(s));
                 }
@@ -410,51 +398,41 @@ std::expected<VmmConfig, std::string> parse_config(std::string_view text) {
                 cfg.devices.push_back(std::move(*dev));
             }
         } else {
-            return bad("{}: unknown field", where);
+            return fail("{}: unknown field", where);
         }
     }
     return cfg;
 }
 
 std::expected<VmmConfig, std::string> load_config(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) {
-        return bad("cannot read config file '{}'", path);
-    }
-    std::ostringstream text;
-    text << in.rdbuf();
-    auto cfg = parse_config(text.str());
-    if (!cfg) {
-        return bad("{}: {}", path, cfg.error());
-    }
-    return cfg;
+    return load_config_file(path, [](std::string_view text) { return parse_config(text); });
 }
 
 std::expected<void, std::string> check_config(const VmmConfig& cfg) {
     if (cfg.arch != "x86_64") {
-        return bad("arch {}: this is the x86-64 KVM machine", cfg.arch);
+        return fail("arch {}: this is the x86-64 KVM machine", cfg.arch);
     }
     if (!cfg.initrd.empty() || !cfg.bios.empty()) {
-        return bad("initrd and bios are riscv64 options (--arch riscv64)");
+        return fail("initrd and bios are riscv64 options (--arch riscv64)");
     }
     if (cfg.kernel.empty()) {
-        return bad("no guest kernel (--kernel FILE or config.kernel)");
+        return fail("no guest kernel (--kernel FILE or config.kernel)");
     }
     if (cfg.mem_size < kMinMemSize || cfg.mem_size > boot::kMmioHoleStart) {
-        return bad("memory size {:#x} out of range ({} MiB .. {} MiB)", cfg.mem_size,
-                   kMinMemSize >> 20, boot::kMmioHoleStart >> 20);
+        return fail("memory size {:#x} out of range ({} MiB .. {} MiB)", cfg.mem_size,
+                    kMinMemSize >> 20, boot::kMmioHoleStart >> 20);
     }
     if (cfg.mem_size % 4096 != 0) {
-        return bad("memory size {:#x} is not a multiple of 4 KiB", cfg.mem_size);
+        return fail("memory size {:#x} is not a multiple of 4 KiB", cfg.mem_size);
     }
     if (cfg.vcpus < 1 || cfg.vcpus > kMaxVcpus) {
-        return bad("vcpus {} out of range (1..{})", cfg.vcpus, kMaxVcpus);
+        return fail("vcpus {} out of range (1..{})", cfg.vcpus, kMaxVcpus);
     }
     if (cfg.append.size() > kMaxCmdline || cfg.append.find('\0') != std::string::npos) {
-        return bad("append: command line longer than {} bytes", kMaxCmdline);
+        return fail("append: command line longer than {} bytes", kMaxCmdline);
     }
     if (cfg.timeout < 0) {
-        return bad("timeout must not be negative");
+        return fail("timeout must not be negative");
     }
     std::size_t mmio = 0;
     std::size_t pci = 0;
@@ -466,13 +444,13 @@ std::expected<void, std::string> check_config(const VmmConfig& cfg) {
         }
     }
     if (mmio > boot::kMaxMmioDevices) {
-        return bad("{} virtio-mmio devices (at most {})", mmio, boot::kMaxMmioDevices);
+        return fail("{} virtio-mmio devices (at most {})", mmio, boot::kMaxMmioDevices);
     }
     if (pci > transport::kPciSlots - 1) {
-        return bad("{} PCI devices (at most {})", pci, transport::kPciSlots - 1);
+        return fail("{} PCI devices (at most {})", pci, transport::kPciSlots - 1);
     }
     if (stdio_consoles > 1) {
-        return bad("more than one console on stdio");
+        return fail("more than one console on stdio");
     }
     return {};
 }
