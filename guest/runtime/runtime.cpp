@@ -81,6 +81,10 @@ const char* find_key(const char* key) {
 
 }  // namespace
 
+int console_getc() {
+    return arch::console_getc();
+}
+
 void vprint(const char* fmt, va_list ap) {
     for (; *fmt != '\0'; ++fmt) {
         if (*fmt != '%') {

@@ -22,6 +22,9 @@ __attribute__((format(printf, 1, 2))) void print(const char* fmt, ...);
 
 [[noreturn]] void exit_vm(int code);
 
+// A byte the host sent to the UART (the VMM's stdin), or -1 when none is waiting.
+int console_getc();
+
 // Command-line options "key=value key2 ..." from BootInfo.cmdline (vireo-vmm --append).
 // opt(): the value of `key` copied into `out` (NUL-terminated), "" for a bare key;
 // false when absent or too long.

@@ -4,5 +4,6 @@
 namespace vireo::guest::arch {
 
 void console_putc(char c);
+int console_getc();  // -1: no byte waiting (LSR.DR clear)
 
 }  // namespace vireo::guest::arch

@@ -32,6 +32,29 @@ int guest_main() {
         print("hello: timer does not tick\n");
         return 2;
     }
+    // echo: a line typed on the VMM's stdin comes back through the UART (polled LSR.DR/RBR).
+    if (opt_flag("echo", false)) {
+        char line[64];
+        std::size_t n = 0;
+        bool done = false;
+        const bool got = wait_until(
+            [&] {
+                for (int c; !done && (c = console_getc()) >= 0;) {
+                    done = c == '\n' || c == '\r' || n + 1 == sizeof line;
+                    if (!done) {
+                        line[n++] = static_cast<char>(c);
+                    }
+                }
+                return done;
+            },
+            5000, true);  // look at each timer tick
+        line[n] = '\0';
+        if (!got) {
+            print("hello: no line on the UART (got '%s')\n", line);
+            return 3;
+        }
+        print("hello: echo %s\n", line);
+    }
     print("hello: ok\n");
     return static_cast<int>(opt_u64("exit", 0));
 }

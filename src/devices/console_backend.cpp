@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -69,9 +70,6 @@ std::expected<UniqueFd, std::string> listen_unix(const std::string& path) {
 }  // namespace
 
 ConsoleBackend::~ConsoleBackend() {
-    if (restore_termios_) {
-        ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_termios_);
-    }
     if (saved_in_flags_ >= 0) {
         ::fcntl(borrowed_in_, F_SETFL, saved_in_flags_);
     }
@@ -109,12 +107,7 @@ std::expected<std::unique_ptr<ConsoleBackend>, std::string> ConsoleBackend::open
             b->out_is_socket_ = is_socket(STDOUT_FILENO);
             // A terminal on stdin goes raw: the guest's line discipline does the editing, and
             // keys like ^C reach the guest instead of the daemon.
-            if (::isatty(STDIN_FILENO) == 1 && ::tcgetattr(STDIN_FILENO, &b->saved_termios_) == 0) {
-                termios raw = b->saved_termios_;
-                ::cfmakeraw(&raw);
-                raw.c_oflag |= OPOST;  // keep host-side output translation for our own logs
-                b->restore_termios_ = ::tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
-            }
+            b->raw_terminal_.emplace(STDIN_FILENO, RawTerminal::Signals::kToGuest);
             break;
         }
         case ConsoleBackendKind::kPty: {

@@ -6,13 +6,13 @@
 // each port's back-end with the port's mutex.
 #pragma once
 
-#include <termios.h>
-
 #include <cstdint>
 #include <expected>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "base/terminal.hpp"
 #include "memory/unique_fd.hpp"
 
 namespace vireo::dev {
@@ -76,8 +76,7 @@ class ConsoleBackend {
     std::uint64_t generation_ = 0;
     std::string path_;
     // stdio: what to restore on destruction.
-    bool restore_termios_ = false;
-    termios saved_termios_{};
+    std::optional<RawTerminal> raw_terminal_;
     int saved_in_flags_ = -1;
     int saved_out_flags_ = -1;
 };

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -22,10 +23,12 @@ void Uart16550::update() {
     }
 }
 
-void Uart16550::receive(std::uint8_t byte) {
+std::size_t Uart16550::receive(std::span<const std::uint8_t> bytes) {
     const std::lock_guard lock(mu_);
-    if (rx_.size() < kRxFifo) rx_.push_back(byte);
+    const std::size_t n = std::min(bytes.size(), kRxFifo - rx_.size());
+    rx_.insert(rx_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
     update();
+    return n;
 }
 
 void Uart16550::read(std::uint64_t offset, std::span<std::uint8_t> data) {

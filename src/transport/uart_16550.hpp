@@ -53,8 +53,9 @@ class Uart16550 final : public BusDevice {
     void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
     void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
 
-    // A byte from the host side (console input); beyond kRxFifo waiting bytes it is dropped.
-    void receive(std::uint8_t byte);
+    // Bytes from the host side (console input) into the receive FIFO: returns how many fit
+    // (kRxFifo bytes wait at most), so the caller can hold the rest back until the guest reads.
+    std::size_t receive(std::span<const std::uint8_t> bytes);
 
     static constexpr std::size_t kRxFifo = 4096;
 

@@ -31,6 +31,7 @@
 #include "vmm/config.hpp"
 #include "vmm/device_model.hpp"
 #include "vmm/elf_loader.hpp"
+#include "vmm/serial_input.hpp"
 #include "vmm/vm.hpp"
 
 namespace vireo::vmm {
@@ -218,6 +219,12 @@ int riscv_main(int argc, char** argv) {
         models.push_back(std::move(*m));
     }
     if (auto r = (*machine)->boot(img); !r) return fail(kExitSetup, r.error());
+    std::unique_ptr<SerialInput> serial_in;  // reads into the machine's UART: stops first
+    if (serial_reads_stdin(cfg)) {
+        auto in = SerialInput::start(STDIN_FILENO, (*machine)->uart());
+        if (!in) return fail(kExitSetup, in.error());
+        serial_in = std::move(*in);
+    }
 
     const auto t0 = std::chrono::steady_clock::now();
     const auto code = (*machine)->run(cfg.timeout);
@@ -229,6 +236,7 @@ int riscv_main(int argc, char** argv) {
                      static_cast<unsigned long long>(n), secs, secs > 0 ? n / secs / 1e6 : 0.0);
     }
     const std::string state = code ? std::string() : (*machine)->describe();
+    serial_in.reset();
     bridge.reset();    // its interrupt thread drives the machine's PLIC
     machine->reset();  // devices stop before their models go
     for (auto& m : models) {

@@ -174,8 +174,8 @@ std::expected<void, std::string> Vm::build(std::span<const std::uint8_t> file,
     if (irqfd_msi_) {
         router_ = std::make_unique<GsiRouter>(*kvm_);
     }
-    if (!pio_->insert(boot::kUartPort, transport::kUartPorts,
-                      std::make_shared<transport::Uart16550>(serial_out)) ||
+    uart_ = std::make_shared<transport::Uart16550>(serial_out);
+    if (!pio_->insert(boot::kUartPort, transport::kUartPorts, uart_) ||
         !pio_->insert(boot::kExitPort, 4, std::make_shared<ExitPort>(*this)) ||
         !pio_->insert(boot::kVcpuStartPort, 4, std::make_shared<VcpuStartPort>(*this))) {
         return std::unexpected("internal: fixed ports overlap");
@@ -237,6 +237,13 @@ std::expected<void, std::string> Vm::build(std::span<const std::uint8_t> file,
         if (auto r = resampler_.start(); !r) {
             return std::unexpected(r.error());
         }
+    }
+    if (serial_reads_stdin(cfg_)) {
+        auto in = SerialInput::start(STDIN_FILENO, *uart_);
+        if (!in) {
+            return std::unexpected(in.error());
+        }
+        serial_in_ = std::move(*in);
     }
     return {};
 }
@@ -604,6 +611,7 @@ void Vm::shutdown() {
         const std::lock_guard lock(mu_);
         threads_.clear();  // all joined (or never started)
     }
+    serial_in_.reset();
     pci_host_.reset();
     pio_.reset();
     mmio_.reset();

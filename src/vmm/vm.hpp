@@ -23,10 +23,12 @@
 #include "memory/guest_memory.hpp"
 #include "memory/unique_fd.hpp"
 #include "transport/bus.hpp"
+#include "transport/uart_16550.hpp"
 #include "vmm/config.hpp"
 #include "vmm/elf_loader.hpp"
 #include "vmm/irq.hpp"
 #include "vmm/kvm.hpp"
+#include "vmm/serial_input.hpp"
 #include "vmm/x86_boot.hpp"
 
 namespace vireo::transport {
@@ -150,7 +152,9 @@ class Vm {
     std::vector<std::shared_ptr<transport::EduDevice>> edus_;
     int next_pci_slot_ = 1;
     bool ioeventfd_warned_ = false;
-    UniqueFd serial_fd_;  // --serial FILE; stdout otherwise
+    UniqueFd serial_fd_;                          // --serial FILE; stdout otherwise
+    std::shared_ptr<transport::Uart16550> uart_;  // COM1 (polled: no interrupt line)
+    std::unique_ptr<SerialInput> serial_in_;      // stdin → COM1
     std::mutex pci_notify_mu_;
 
     std::mutex mu_;  // stop state, AP starts, thread list

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
 #include "memory/unique_fd.hpp"
 #include "transport/uart_16550.hpp"
@@ -78,8 +79,8 @@ TEST(Uart, InterruptsAndInput) {
     wr(u, kUartIer, 0);
     EXPECT_FALSE(line.level);
     wr(u, kUartIer, kUartIerRxData);
-    u.receive('a');
-    u.receive('b');
+    const std::uint8_t ab[] = {'a', 'b'};
+    EXPECT_EQ(u.receive(ab), 2u);
     EXPECT_TRUE(line.level);
     EXPECT_EQ(rd(u, kUartIirFcr) & 0x0f, kUartIirRxData);
     EXPECT_EQ(rd(u, kUartLsr) & kUartLsrDataReady, kUartLsrDataReady);
@@ -87,8 +88,12 @@ TEST(Uart, InterruptsAndInput) {
     EXPECT_EQ(rd(u, kUartRbrThr), 'b');
     EXPECT_FALSE(line.level);
     EXPECT_EQ(rd(u, kUartLsr) & kUartLsrDataReady, 0);
-    // Bounded input: the FIFO keeps kRxFifo bytes, the rest is dropped; FCR clears it.
-    for (std::size_t i = 0; i < Uart16550::kRxFifo + 10; ++i) u.receive('z');
+    // Bounded input: the FIFO takes kRxFifo bytes and says so; FCR clears it.
+    const std::vector<std::uint8_t> many(Uart16550::kRxFifo + 10, 'z');
+    EXPECT_EQ(u.receive(many), Uart16550::kRxFifo);
+    EXPECT_EQ(u.receive(ab), 0u);
+    EXPECT_EQ(rd(u, kUartRbrThr), 'z');
+    EXPECT_EQ(u.receive(ab), 1u);  // one byte read, one byte of room
     wr(u, kUartIirFcr, kUartFcrEnable | kUartFcrClearRx);
     EXPECT_EQ(rd(u, kUartLsr) & kUartLsrDataReady, 0);
     // Loopback: MSR mirrors MCR, nothing is sent.

@@ -20,8 +20,9 @@ constexpr std::uint64_t kFinisher = 0x0010'0000;
 constexpr std::uint32_t kFinisherPass = 0x5555;
 constexpr std::uint32_t kFinisherFail = 0x3333;  // | code << 16
 constexpr std::uint64_t kUartBase = 0x1000'0000;
-constexpr std::uint64_t kUartThr = 0;
+constexpr std::uint64_t kUartThr = 0;  // THR on write, RBR on read
 constexpr std::uint64_t kUartLsr = 5;
+constexpr std::uint8_t kUartLsrDr = 1u << 0;  // data ready: RBR holds a received byte
 constexpr std::uint8_t kUartLsrThre = 1u << 5;
 constexpr int kUartPollCap = 1000;
 
@@ -181,6 +182,13 @@ void console_putc(char c) {
          ++i) {
     }
     mmio_write8(kUartBase + kUartThr, static_cast<std::uint8_t>(c));
+}
+
+int console_getc() {
+    if ((mmio_read8(kUartBase + kUartLsr) & kUartLsrDr) == 0) {
+        return -1;
+    }
+    return mmio_read8(kUartBase + kUartThr);
 }
 }  // namespace arch
 

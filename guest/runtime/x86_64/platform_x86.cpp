@@ -20,8 +20,9 @@ namespace {
 using namespace x86;
 
 // 16550 registers (offsets from the base port).
-constexpr std::uint16_t kUartThr = 0;
+constexpr std::uint16_t kUartThr = 0;  // THR on write, RBR on read
 constexpr std::uint16_t kUartLsr = 5;
+constexpr std::uint8_t kUartLsrDr = 1u << 0;    // data ready: RBR holds a received byte
 constexpr std::uint8_t kUartLsrThre = 1u << 5;  // transmit holding register empty
 constexpr int kUartPollCap = 1000;
 
@@ -190,6 +191,13 @@ void console_putc(char c) {
          ++i) {
     }
     outb(boot::kUartPort + kUartThr, static_cast<std::uint8_t>(c));
+}
+
+int console_getc() {
+    if ((inb(boot::kUartPort + kUartLsr) & kUartLsrDr) == 0) {
+        return -1;
+    }
+    return inb(boot::kUartPort + kUartThr);
 }
 }  // namespace arch
 
