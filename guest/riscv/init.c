@@ -11,6 +11,7 @@
 //   vt_net=ROLE          ROLE a: send VT_NET_COUNT UDP datagrams to vt_peer and check each echo;
 //                        ROLE b: echo datagrams until "bye". vt_ip=ADDR configures eth0 (/24).
 //   vt_lat=N             time N 4 KiB O_DIRECT reads of /dev/vda (guest-visible blk latency)
+//   vt_uart=1            read a line typed on the serial console (ttyS0 = the VMM's stdin)
 // Without options it only reports what the kernel found (the smoke test of linux_boot.sh).
 // Every check prints "vireo-init: FAIL <what>" on failure; the host greps for it.
 #define _GNU_SOURCE  // O_DIRECT
@@ -18,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -182,6 +184,27 @@ static void test_console(void) {
         printf("vireo-init: console wrote %zu bytes to /dev/hvc0\n", sizeof msg - 1);
     }
     if (fd >= 0) close(fd);
+}
+
+// The 8250 driver takes the line through the UART's receive interrupt (PLIC source 10); the
+// host sends it once this prints "waiting" (input sent earlier would be flushed by the driver's
+// FIFO reset, as on real hardware).
+static void test_uart(int con) {
+    printf("vireo-init: uart waiting for a line\n");
+    struct pollfd p = {con, POLLIN, 0};
+    if (poll(&p, 1, 60000) != 1) {
+        fail("uart: no line on ttyS0 within 60 s");
+        return;
+    }
+    char line[128];
+    ssize_t n = read(con, line, sizeof line - 1);  // canonical mode: one line
+    if (n <= 0) {
+        fail("uart: read ttyS0");
+        return;
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
+    line[n] = 0;
+    printf("vireo-init: uart read '%s'\n", line);
 }
 
 static int if_up(const char* ip) {
@@ -351,6 +374,7 @@ int main(void) {
     if ((v = opt("vt_lat"))) test_blk_latency(atoi(v));
     if ((v = opt("vt_ext4"))) test_ext4(v);
     if ((v = opt("vt_console")) && strcmp(v, "1") == 0) test_console();
+    if ((v = opt("vt_uart")) && strcmp(v, "1") == 0) test_uart(con);
     if ((v = opt("vt_net"))) test_net(v);
     printf("vireo-init: %d failure(s)\n", failures);
     printf("vireo-init: done, powering off\n");

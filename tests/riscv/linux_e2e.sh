@@ -7,7 +7,8 @@
 #            /dev/vdb (made here by mkfs.ext4 -d), reads the host's file and writes its own
 #            (host: e2fsck, debugfs), reads /dev/hwrng, prints through /dev/hvc0 (the host reads
 #            the console's file), sends 200 UDP datagrams to guest B and checks every echo;
-#   guest B: echoes them.
+#   guest B: echoes them, and reads a line the host types into its VMM's stdin (serial console:
+#            the UART's receive interrupt through the PLIC to Linux's 8250 driver on ttyS0).
 # MODE local:  devices in vireo-vmm itself; A and B each on a TAP, the TAPs joined by a Linux
 #              bridge in a network namespace (an in-process switch cannot span two VMMs).
 # MODE bridge: blk, net and console served by one `vireo run` daemon through the hypervisor
@@ -57,7 +58,17 @@ mkfs.ext4 -q -F -d "$W/fs" "$W/ext4.img"
 
 common_a="console=ttyS0 vt_blk=1 vt_ext4=/dev/vdb vt_console=1 vt_lat=100"
 net_a="vt_net=a vt_ip=10.0.7.1 vt_peer=10.0.7.2"
-net_b="vt_net=b vt_ip=10.0.7.2"
+net_b="vt_uart=1 vt_net=b vt_ip=10.0.7.2"
+# Guest B's serial console is its VMM's stdin and stdout (no --serial): a FIFO the host writes
+# one line into once B's /init waits for it.
+mkfifo "$W/b.in"
+type_line() {
+    for _ in $(seq 1 1200); do
+        grep -aq 'uart waiting for a line' "$W/b.log" 2>/dev/null && break
+        sleep 0.1
+    done
+    echo "vireo-uart-ping" >&7
+}
 run_vmm=("$vmm" --arch riscv64 --kernel "$kernel" --initrd "$W/initrd.cpio" --harts "$harts"
     --timeout "${VT_TIMEOUT:-240}" --stats)
 
@@ -72,9 +83,12 @@ if [[ $mode == local ]]; then
     in_ns=(ip netns exec "$NS")
     "${in_ns[@]}" "${run_vmm[@]}" --append "console=ttyS0 $net_b" \
         --device "blk,image=$W/b.img$p" --device "net,tap=rvb,mac=52:54:00:07:00:02$p" \
-        --serial "$W/b.log" 2>"$W/b.err" &
+        <"$W/b.in" >"$W/b.log" 2>"$W/b.err" &
     pids+=($!)
     b_pid=$!
+    exec 7>"$W/b.in"  # (opening the FIFO's write end lets B's VMM start)
+    type_line &
+    pids+=($!)
     rc_a=0
     "${in_ns[@]}" "${run_vmm[@]}" --append "$common_a $net_a" \
         --device "blk,image=$W/a.img$p" --device "blk,image=$W/ext4.img$p" --device "rng$p" \
@@ -105,9 +119,12 @@ JSON
     done
     [[ -S $W/bridge.sock ]] || { echo "the daemon did not listen" >&2; exit 1; }
     "${run_vmm[@]}" --append "console=ttyS0 $net_b" --bridge "$W/bridge.sock" --zone 2 \
-        --serial "$W/b.log" 2>"$W/b.err" &
+        <"$W/b.in" >"$W/b.log" 2>"$W/b.err" &
     pids+=($!)
     b_pid=$!
+    exec 7>"$W/b.in"
+    type_line &
+    pids+=($!)
     # Guest A from a JSON configuration (docs/vmm.md), which selects the machine itself.
     cat >"$W/a.json" <<JSON
 {"arch": "riscv64", "kernel": "$kernel", "initrd": "$W/initrd.cpio", "harts": $harts,
@@ -143,6 +160,7 @@ check "A: 200/200 UDP echoes through $mode networking" grep -aq 'net echoed 200/
 served=$(grep -aoE 'net served [0-9]+ echoes' "$W/b.log" | grep -oE '[0-9]+' || echo 0)
 check "B: served the echoes ($served)" test "$served" -ge 200
 check "virtio-console output on the host" grep -q 'vireo-console: hello from riscv64' "$W/hvc.txt"
+check "B: read the line typed on its serial console" grep -aq "uart read 'vireo-uart-ping'" "$W/b.log"
 # The host's view of what the guest left on its disks.
 check "image holds the guest's pattern" python3 - "$W/a.img" <<'PY'
 import sys
