@@ -21,11 +21,11 @@
 #include <thread>
 #include <vector>
 
+#include "base/log.hpp"
 #include "bridge/client.hpp"
 #include "bridge/server.hpp"
 #include "devices/blk.hpp"
 #include "transport/virtio_mmio.hpp"
-#include "vhost_user/log.hpp"
 
 namespace {
 

@@ -10,11 +10,11 @@
 #include <memory>
 #include <vector>
 
+#include "base/log.hpp"
 #include "devices/device.hpp"
 #include "memory/guest_memory.hpp"
 #include "transport/bus.hpp"
 #include "transport/irq.hpp"
-#include "transport/log.hpp"
 #include "virtq/chain.hpp"
 #include "virtq/features.hpp"
 
@@ -100,7 +100,7 @@ inline void run_accesses(const transport::Bus& bus, std::uint64_t base, std::uin
 
 inline void quiet() {
     static const bool once = [] {
-        transport::set_log_sink([](std::string_view) {});
+        log::set_sink([](log::Level, std::string_view) {});
         return true;
     }();
     (void)once;

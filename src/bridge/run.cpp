@@ -5,9 +5,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/log.hpp"
 #include "bridge/server.hpp"
 #include "bridge/zone_config.hpp"
-#include "vhost_user/log.hpp"
 
 namespace vireo::bridge {
 

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <thread>
 
+#include "base/log.hpp"
 #include "bridge/channel.hpp"
 #include "devices/blk.hpp"
 #include "devices/console.hpp"
@@ -21,7 +22,6 @@
 #include "devices/net_switch.hpp"
 #include "devices/net_tap.hpp"
 #include "transport/virtio_mmio.hpp"
-#include "vhost_user/log.hpp"
 
 namespace vireo::bridge {
 

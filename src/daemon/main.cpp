@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "base/log.hpp"
 #include "bridge/run.hpp"
 #include "daemon/config.hpp"
 #include "devices/blk.hpp"
@@ -35,7 +36,6 @@
 #include "devices/rng.hpp"
 #include "devices/vsock.hpp"
 #include "sandbox/sandbox.hpp"
-#include "vhost_user/log.hpp"
 #include "vhost_user/server.hpp"
 
 namespace {

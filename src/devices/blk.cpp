@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/log.hpp"
 #include "devices/blk_engine.hpp"
 #include "virtq/features.hpp"
 
@@ -233,7 +234,7 @@ class BlkQueue final : public QueueHandler {
         while (!needs_reset_ && !stopping_) {
             // Also submits what kick() and process_completions() queued.
             if (!engine_->wait()) {
-                fmt::print(stderr, "vireo-blk: queue {}: the engine cannot wait\n", index_);
+                log::error("blk: queue {}: the engine cannot wait", index_);
                 needs_reset_ = true;
                 break;
             }
@@ -265,8 +266,8 @@ class BlkQueue final : public QueueHandler {
         process_completions();
         while (in_flight() > 0) {
             if (!engine_->wait()) {
-                fmt::print(stderr, "vireo-blk: queue {}: engine cannot complete {} requests\n",
-                           index_, in_flight());
+                log::error("blk: queue {}: engine cannot complete {} requests", index_,
+                           in_flight());
                 break;
             }
             process_completions();
@@ -351,8 +352,7 @@ class BlkQueue final : public QueueHandler {
 
     void fail_queue(virtq::QueueError e) {
         if (!needs_reset_) {
-            fmt::print(stderr, "vireo-blk: queue {}: {}; stopping until reset\n", index_,
-                       virtq::to_string(e));
+            log::guest_warn("blk: queue {}: {}; stopping until reset", index_, virtq::to_string(e));
         }
         needs_reset_ = true;
     }
@@ -578,7 +578,7 @@ class BlkQueue final : public QueueHandler {
             return;
         }
         if (c.result < 0 && c.result != -EAGAIN && c.result != -EINTR) {
-            fmt::print(stderr, "vireo-blk: queue {}: reading the kick eventfd: {}\n", index_,
+            log::error("blk: queue {}: reading the kick eventfd: {}", index_,
                        std::strerror(-c.result));
             needs_reset_ = true;
             return;
@@ -701,8 +701,8 @@ class BlkQueue final : public QueueHandler {
         dev_.stats_.io_errors.fetch_add(1, std::memory_order_relaxed);
         if (!io_error_logged_) {
             io_error_logged_ = true;
-            fmt::print(stderr, "vireo-blk: queue {}: I/O error on {}: {}\n", index_,
-                       dev_.options_.path, res < 0 ? std::strerror(-res) : "short transfer");
+            log::error("blk: queue {}: I/O error on {}: {}", index_, dev_.options_.path,
+                       res < 0 ? std::strerror(-res) : "short transfer");
         }
         finish(tag, kBlkSIoErr);
     }
@@ -948,8 +948,7 @@ std::unique_ptr<QueueHandler> BlkDevice::start_queue(std::uint16_t index, QueueH
             engine = std::move(*e);
         } else {
             // Keep the queue working rather than leave the guest without a disk.
-            fmt::print(stderr, "vireo-blk: queue {}: {}; using the sync engine\n", index,
-                       e.error());
+            log::warn("blk: queue {}: {}; using the sync engine", index, e.error());
         }
     }
     if (!engine) {
@@ -960,7 +959,7 @@ std::unique_ptr<QueueHandler> BlkDevice::start_queue(std::uint16_t index, QueueH
 
 bool BlkDevice::flush_all() {
     if (::fdatasync(fd_.get()) != 0) {
-        fmt::print(stderr, "vireo-blk: fdatasync {}: {}\n", options_.path, std::strerror(errno));
+        log::error("blk: fdatasync {}: {}", options_.path, std::strerror(errno));
         return false;
     }
     return true;

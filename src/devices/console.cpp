@@ -12,6 +12,7 @@
 #include <climits>
 #include <cstring>
 
+#include "base/log.hpp"
 #include "devices/event_set.hpp"
 #include "virtq/features.hpp"
 
@@ -25,7 +26,7 @@ enum Tag : std::uint64_t { kTagWake, kTagListen, kTagIn, kTagOut };
 constexpr std::size_t kMaxEvents = 8;
 
 void log_queue_error(std::string_view what, virtq::QueueError e) {
-    fmt::print(stderr, "vireo-console: {}: {}; stopping until reset\n", what, virtq::to_string(e));
+    log::guest_warn("console: {}: {}; stopping until reset", what, virtq::to_string(e));
 }
 
 // The readable/writable iovecs of a chain from byte `offset` on, at most IOV_MAX of them.
@@ -125,7 +126,7 @@ class ConsolePortRx final : public QueueHandler {
             // input that waits for guest buffers does not make the transport spin.
             if (!events_.set(fd, EPOLLIN | EPOLLRDHUP | EPOLLET, kTagIn)) {
                 // Not pollable (a regular file on stdin): no input from it.
-                fmt::print(stderr, "vireo-console: port {}: input not pollable; ignored\n", index_);
+                log::warn("console: port {}: input not pollable; ignored", index_);
                 b.disconnect();
                 watched_gen_ = b.generation();
                 return;
@@ -626,7 +627,7 @@ void ConsoleDevice::handle_control(const ConsoleControl& msg) {
     switch (msg.event.get()) {
         case kConsoleDeviceReady:
             if (value != 1) {
-                fmt::print(stderr, "vireo-console: driver failed to initialise (DEVICE_READY 0)\n");
+                log::guest_warn("console: driver failed to initialise (DEVICE_READY 0)");
                 return;
             }
             for (std::size_t i = 0; i < ports_.size(); ++i) {
@@ -639,7 +640,7 @@ void ConsoleDevice::handle_control(const ConsoleControl& msg) {
                 return;
             }
             if (value != 1) {
-                fmt::print(stderr, "vireo-console: driver failed to add port {}\n", id);
+                log::guest_warn("console: driver failed to add port {}", id);
                 return;
             }
             Port& p = *ports_[id];

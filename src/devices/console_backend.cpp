@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/log.hpp"
+
 namespace vireo::dev {
 
 namespace {
@@ -137,7 +139,7 @@ std::expected<std::unique_ptr<ConsoleBackend>, std::string> ConsoleBackend::open
             b->in_ = std::move(master);
             b->pty_slave_ = std::move(slave);
             b->path_ = name;
-            fmt::print(stderr, "vireo-console: pty {}\n", b->path_);
+            log::info("console: pty {}", b->path_);
             break;
         }
         case ConsoleBackendKind::kUnix: {

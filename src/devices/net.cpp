@@ -7,6 +7,7 @@
 #include <charconv>
 #include <random>
 
+#include "base/log.hpp"
 #include "virtq/features.hpp"
 #include "virtq/ring_layout.hpp"
 
@@ -183,8 +184,7 @@ std::expected<void, NetTxError> parse_net_tx(const virtq::DescriptorChain& chain
 namespace {
 
 void log_queue_error(std::string_view kind, std::uint16_t pair, virtq::QueueError e) {
-    fmt::print(stderr, "vireo-net: {} queue {}: {}; stopping until reset\n", kind, pair,
-               virtq::to_string(e));
+    log::guest_warn("net: {} queue {}: {}; stopping until reset", kind, pair, virtq::to_string(e));
 }
 
 }  // namespace
@@ -395,8 +395,7 @@ class NetTxQueue final : public QueueHandler {
             if (auto ok = parse_net_tx(chain_, off_, frame_); !ok) {
                 // A bad frame is counted and completed, never sent (Firecracker does the same).
                 if (counters_.tx_errors.fetch_add(1, std::memory_order_relaxed) == 0) {
-                    fmt::print(stderr, "vireo-net: tx queue {}: {}\n", pair_,
-                               to_string(ok.error()));
+                    log::guest_warn("net: tx queue {}: {}", pair_, to_string(ok.error()));
                 }
             } else if (dev_.backend_->transmit(pair_, frame_)) {
                 counters_.tx_packets.fetch_add(1, std::memory_order_relaxed);

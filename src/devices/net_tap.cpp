@@ -12,6 +12,8 @@
 #include <climits>
 #include <cstring>
 
+#include "base/log.hpp"
+
 namespace vireo::dev {
 
 namespace {
@@ -81,8 +83,7 @@ void NetTap::set_rx_offloads(const NetRxOffloads& o) {
     }
     // One setting for the whole TAP; any queue's fd reaches it.
     if (!queues_.empty() && ::ioctl(queues_[0].fd.get(), TUNSETOFFLOAD, flags) != 0) {
-        fmt::print(stderr, "vireo-net: tap {}: TUNSETOFFLOAD {:#x}: {}\n", name_, flags,
-                   std::strerror(errno));
+        log::guest_warn("net: tap {}: TUNSETOFFLOAD {:#x}: {}", name_, flags, std::strerror(errno));
     }
 }
 
@@ -98,8 +99,7 @@ void NetTap::set_active_pairs(std::uint16_t n) {
         ifreq ifr{};
         ifr.ifr_flags = want ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE;
         if (::ioctl(q.fd.get(), TUNSETQUEUE, &ifr) != 0) {
-            fmt::print(stderr, "vireo-net: tap {}: TUNSETQUEUE {}: {}\n", name_, i,
-                       std::strerror(errno));
+            log::guest_warn("net: tap {}: TUNSETQUEUE {}: {}", name_, i, std::strerror(errno));
             continue;
         }
         q.attached = want;

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/log.hpp"
 #include "memory/unique_fd.hpp"
 #include "virtq/features.hpp"
 
@@ -142,8 +143,7 @@ class RngQueue final : public QueueHandler {
             if (!held_) {
                 auto r = q_.pop(chain_);
                 if (!r) {
-                    fmt::print(stderr, "vireo-rng: {}; stopping until reset\n",
-                               virtq::to_string(r.error()));
+                    log::guest_warn("rng: {}; stopping until reset", virtq::to_string(r.error()));
                     needs_reset_ = true;
                     return false;
                 }
@@ -194,7 +194,7 @@ class RngQueue final : public QueueHandler {
             its.it_value.tv_nsec = 1;  // zero would disarm the timer
         }
         if (::timerfd_settime(timer_.get(), 0, &its, nullptr) != 0) {
-            fmt::print(stderr, "vireo-rng: timerfd_settime: {}\n", std::strerror(errno));
+            log::guest_warn("rng: timerfd_settime: {}", std::strerror(errno));
             return;
         }
         timer_armed_ = true;
@@ -241,7 +241,7 @@ std::unique_ptr<QueueHandler> RngDevice::start_queue(std::uint16_t index, QueueH
     if (options_.max_bytes_per_sec != 0) {
         timer.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
         if (!timer) {
-            fmt::print(stderr, "vireo-rng: timerfd_create: {}\n", std::strerror(errno));
+            log::error("rng: timerfd_create: {}", std::strerror(errno));
             return nullptr;
         }
     }

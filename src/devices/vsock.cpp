@@ -14,6 +14,7 @@
 #include <cstring>
 #include <optional>
 
+#include "base/log.hpp"
 #include "virtq/features.hpp"
 
 namespace vireo::dev {
@@ -227,8 +228,7 @@ class VsockRxQueue final : public QueueHandler {
             q_.queue().disable_notifications();
             auto r = q_.pop(chain_);
             if (!r) {
-                fmt::print(stderr, "vireo-vsock: rx: {}; stopping until reset\n",
-                           virtq::to_string(r.error()));
+                log::guest_warn("vsock: rx: {}; stopping until reset", virtq::to_string(r.error()));
                 needs_reset_ = true;
                 return false;
             }
@@ -370,8 +370,7 @@ class VsockTxQueue final : public QueueHandler {
             q_.queue().disable_notifications();
             auto r = q_.pop(chain_);
             if (!r) {
-                fmt::print(stderr, "vireo-vsock: tx: {}; stopping until reset\n",
-                           virtq::to_string(r.error()));
+                log::guest_warn("vsock: tx: {}; stopping until reset", virtq::to_string(r.error()));
                 needs_reset_ = true;
                 break;
             }

@@ -1,6 +1,6 @@
 #include "transport/edu.hpp"
 
-#include "transport/log.hpp"
+#include "base/log.hpp"
 #include "transport/reg.hpp"
 
 namespace vireo::transport {
@@ -82,7 +82,7 @@ void EduDevice::bar_write(int bar, std::uint64_t offset, std::span<const std::ui
     const bool ok = bar == 0 && offset % data.size() == 0 &&
                     (data.size() == 4 || (data.size() == 8 && offset >= kEduDmaSrc));
     if (!ok) {
-        warn("edu: write of {} bytes at {:#x} ignored", data.size(), offset);
+        log::guest_warn("edu: write of {} bytes at {:#x} ignored", data.size(), offset);
         return;
     }
     const std::lock_guard lock(mu_);
@@ -230,8 +230,8 @@ void EduDevice::dma() {
     }
     if (!done && n != 0) {
         ++dma_errors_;
-        warn("edu: DMA {} of {} bytes, RAM {:#x}, buffer {:#x} refused (bus master {})",
-             to_ram ? "to RAM" : "from RAM", n, ram, dev, master);
+        log::guest_warn("edu: DMA {} of {} bytes, RAM {:#x}, buffer {:#x} refused (bus master {})",
+                        to_ram ? "to RAM" : "from RAM", n, ram, dev, master);
     }
     const bool irq = (dma_cmd_ & kEduDmaIrq) != 0;
     dma_cmd_ &= ~kEduDmaStart;

@@ -1,6 +1,6 @@
 #include "transport/pci_host.hpp"
 
-#include "transport/log.hpp"
+#include "base/log.hpp"
 #include "transport/reg.hpp"
 
 namespace vireo::transport {
@@ -217,8 +217,9 @@ void PciHost::remap(int slot) {
         if (auto ok = bus->insert(*want, info.size, std::move(win)); !ok) {
             // The guest placed the BAR over something else (or across the top of the address
             // space): it stays unmapped, as a real bridge would not decode it either.
-            warn("pci: 00:{:02x}.0 BAR{} at {:#x} (+{:#x}) not mapped: {}", slot, b, *want,
-                 info.size, ok.error() == BusError::kOverlap ? "overlap" : "wraps");
+            log::guest_warn("pci: 00:{:02x}.0 BAR{} at {:#x} (+{:#x}) not mapped: {}", slot, b,
+                            *want, info.size,
+                            ok.error() == BusError::kOverlap ? "overlap" : "wraps");
             continue;
         }
         mapped_[slot][b] = want;

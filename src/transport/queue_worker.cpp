@@ -6,7 +6,7 @@
 
 #include <cerrno>
 
-#include "transport/log.hpp"
+#include "base/log.hpp"
 
 namespace vireo::transport {
 
@@ -88,7 +88,7 @@ void QueueWorker::run(dev::QueueHandler& handler, int kick_fd, const std::functi
         return;
     }
     if (!ok) {
-        warn("queue worker: epoll setup failed (errno {})", errno);
+        log::guest_warn("queue worker: epoll setup failed (errno {})", errno);
     }
     on_broken();
     // Idle until stop(): the owner joins us as part of the reset the driver must now perform.

@@ -6,7 +6,7 @@
 #include <bit>
 #include <stdexcept>
 
-#include "transport/log.hpp"
+#include "base/log.hpp"
 #include "transport/reg.hpp"
 #include "virtq/features.hpp"
 
@@ -94,13 +94,13 @@ std::uint32_t VirtioCore::driver_features_word(std::uint32_t sel) const {
 
 void VirtioCore::write_driver_features_word(std::uint32_t sel, std::uint32_t value) {
     if ((status_ & kStatusDriver) == 0 || (status_ & kStatusFeaturesOk) != 0 || committed_) {
-        warn("driver features written outside negotiation (status {:#x})", status_);
+        log::guest_warn("driver features written outside negotiation (status {:#x})", status_);
         return;
     }
     if (sel >= 2) {
         // §4.1.4.3 / §4.2.2: only two words exist; a non-zero value beyond is an unoffered bit.
         if (value != 0) {
-            warn("driver features word {} = {:#x}: bits never offered", sel, value);
+            log::guest_warn("driver features word {} = {:#x}: bits never offered", sel, value);
         }
         return;
     }
@@ -133,7 +133,8 @@ StatusChange VirtioCore::write_status(std::uint8_t value) {
         case StatusChange::kSame:
             return change;
         case StatusChange::kInvalid:
-            warn("invalid device status transition {:#x} -> {:#x} ignored", status_, value);
+            log::guest_warn("invalid device status transition {:#x} -> {:#x} ignored", status_,
+                            value);
             return change;
         case StatusChange::kAdvance:
             break;
@@ -145,8 +146,8 @@ StatusChange VirtioCore::write_status(std::uint8_t value) {
         // did not accept VERSION_1.
         const std::uint64_t unoffered = driver_features_ & ~offered_;
         if (unoffered != 0 || (driver_features_ & bit(virtq::kFVersion1)) == 0) {
-            warn("FEATURES_OK refused: driver features {:#x}, offered {:#x}", driver_features_,
-                 offered_);
+            log::guest_warn("FEATURES_OK refused: driver features {:#x}, offered {:#x}",
+                            driver_features_, offered_);
             return StatusChange::kInvalid;
         }
         commit_features();
@@ -155,8 +156,8 @@ StatusChange VirtioCore::write_status(std::uint8_t value) {
         if (legacy_) {
             // Legacy drivers never write FEATURES_OK; what they wrote is final now.
             if ((driver_features_ & ~offered_) != 0) {
-                warn("legacy driver accepted unoffered features {:#x}",
-                     driver_features_ & ~offered_);
+                log::guest_warn("legacy driver accepted unoffered features {:#x}",
+                                driver_features_ & ~offered_);
                 driver_features_ &= offered_;
             }
             commit_features();
@@ -197,7 +198,7 @@ const QueueRegs* VirtioCore::queue(std::uint16_t q) const {
 
 QueueRegs* VirtioCore::writable_queue(std::uint16_t q, const char* reg) {
     if (q >= queues_.size()) {
-        warn("{}: queue {} out of range", reg, q);
+        log::guest_warn("{}: queue {} out of range", reg, q);
         return nullptr;
     }
     QueueRegs& r = queues_[q]->regs;
@@ -206,8 +207,8 @@ QueueRegs* VirtioCore::writable_queue(std::uint16_t q, const char* reg) {
     const bool settled = (status_ & needed) != 0 && (status_ & kStatusFailed) == 0;
     const bool running = driver_ok() && !has_feature(virtq::kFRingReset);
     if (r.ready || !settled || running) {
-        warn("{}: queue {} registers are not writable now (status {:#x}, ready {})", reg, q,
-             status_, r.ready);
+        log::guest_warn("{}: queue {} registers are not writable now (status {:#x}, ready {})", reg,
+                        q, status_, r.ready);
         return nullptr;
     }
     return &r;
@@ -236,13 +237,13 @@ bool VirtioCore::set_queue_ready(std::uint16_t q, bool ready) {
     const bool packed = has_feature(virtq::kFRingPacked);
     // §2.7 (split): a power of two; §2.8 (packed): any size; both within the maximum.
     if (size == 0 || size > max_size_ || (!packed && !std::has_single_bit(size))) {
-        warn("queue {} refused: size {} (max {}, {})", q, size, max_size_,
-             packed ? "packed" : "split");
+        log::guest_warn("queue {} refused: size {} (max {}, {})", q, size, max_size_,
+                        packed ? "packed" : "split");
         return false;
     }
     const virtq::QueueConfig cfg{size, qu.regs.desc, qu.regs.driver, qu.regs.device};
     if (auto ok = qu.vq.activate(mem_, cfg, virtq::QueueFeatures::from_bits(negotiated())); !ok) {
-        warn("queue {} refused: {}", q, virtq::to_string(ok.error()));
+        log::guest_warn("queue {} refused: {}", q, virtq::to_string(ok.error()));
         qu.vq.reset();
         return false;
     }
@@ -273,18 +274,18 @@ void VirtioCore::start_queue(Queue& q) {
         signals_.config_change();
     };
     if (q.handler == nullptr) {
-        warn("device refused to start queue {}", q.index);
+        log::guest_warn("device refused to start queue {}", q.index);
         fail();
         return;
     }
     const bool ok = q.worker.start(
         *q.handler, q.kick.get(), [&q] { return q.vq.broken() || q.handler->needs_reset(); },
         [&q, fail] {
-            warn("queue {}: malformed ring, device needs reset", q.index);
+            log::guest_warn("queue {}: malformed ring, device needs reset", q.index);
             fail();
         });
     if (!ok) {
-        warn("queue {}: worker could not start", q.index);
+        log::guest_warn("queue {}: worker could not start", q.index);
         q.handler.reset();
         fail();
     }
@@ -328,7 +329,8 @@ void VirtioCore::read_config(std::uint64_t offset, std::span<std::uint8_t> out) 
 void VirtioCore::write_config(std::uint64_t offset, std::span<const std::uint8_t> data) {
     const std::uint64_t size = device_.config().size();
     if (offset >= size || data.size() > size - offset) {
-        warn("device config write at {:#x}+{} outside {} bytes", offset, data.size(), size);
+        log::guest_warn("device config write at {:#x}+{} outside {} bytes", offset, data.size(),
+                        size);
         return;
     }
     device_.write_config(static_cast<std::uint32_t>(offset), data);

@@ -2,7 +2,7 @@
 
 #include <bit>
 
-#include "transport/log.hpp"
+#include "base/log.hpp"
 #include "transport/reg.hpp"
 #include "virtq/features.hpp"
 #include "virtq/ring_layout.hpp"
@@ -33,7 +33,7 @@ void VirtioMmio::read(std::uint64_t offset, std::span<std::uint8_t> data) {
         // naturally aligned; 64-bit fields as two 32-bit halves.
         const std::lock_guard lock(mu_);
         if (data.size() > 4 || offset % data.size() != 0) {
-            warn("mmio: config read of {} bytes at {:#x} refused", data.size(), offset);
+            log::guest_warn("mmio: config read of {} bytes at {:#x} refused", data.size(), offset);
             store_le(data, 0);
             return;
         }
@@ -42,7 +42,7 @@ void VirtioMmio::read(std::uint64_t offset, std::span<std::uint8_t> data) {
     }
     // §4.2.2.1: control registers are 32 bits wide and read only with aligned 32-bit accesses.
     if (!is_access(offset, data.size(), 4)) {
-        warn("mmio: register read of {} bytes at {:#x} refused", data.size(), offset);
+        log::guest_warn("mmio: register read of {} bytes at {:#x} refused", data.size(), offset);
         store_le(data, 0);
         return;
     }
@@ -53,14 +53,14 @@ void VirtioMmio::write(std::uint64_t offset, std::span<const std::uint8_t> data)
     if (offset >= kMmioConfig) {
         const std::lock_guard lock(mu_);
         if (data.size() > 4 || offset % data.size() != 0) {
-            warn("mmio: config write of {} bytes at {:#x} refused", data.size(), offset);
+            log::guest_warn("mmio: config write of {} bytes at {:#x} refused", data.size(), offset);
             return;
         }
         core_.write_config(offset - kMmioConfig, data);
         return;
     }
     if (!is_access(offset, data.size(), 4)) {
-        warn("mmio: register write of {} bytes at {:#x} refused", data.size(), offset);
+        log::guest_warn("mmio: register write of {} bytes at {:#x} refused", data.size(), offset);
         return;
     }
     const auto value = static_cast<std::uint32_t>(load_le(data));
@@ -164,7 +164,7 @@ void VirtioMmio::write_reg(std::uint64_t offset, std::uint32_t value) {
         case kMmioStatus: {
             const StatusChange c = core_.write_status(static_cast<std::uint8_t>(value));
             if (value > 0xff) {
-                warn("mmio: status {:#x} has bits above 8", value);
+                log::guest_warn("mmio: status {:#x} has bits above 8", value);
             }
             if (c == StatusChange::kReset) {
                 // GuestPageSize survives a reset (as in QEMU): Linux writes it once at probe,
@@ -194,7 +194,7 @@ void VirtioMmio::write_reg(std::uint64_t offset, std::uint32_t value) {
                 write_legacy_pfn(value);
                 return;
             default:
-                warn("mmio v1: write to {:#x} ignored", offset);
+                log::guest_warn("mmio v1: write to {:#x} ignored", offset);
                 return;
         }
     }
@@ -226,18 +226,18 @@ void VirtioMmio::write_reg(std::uint64_t offset, std::uint32_t value) {
             if (value == 1 && core_.has_feature(virtq::kFRingReset)) {
                 core_.reset_queue(queue_sel_);
             } else {
-                warn("mmio: QueueReset {} ignored", value);
+                log::guest_warn("mmio: QueueReset {} ignored", value);
             }
             return;
         default:
-            warn("mmio: write to {:#x} ignored", offset);
+            log::guest_warn("mmio: write to {:#x} ignored", offset);
             return;
     }
 }
 
 void VirtioMmio::write_legacy_pfn(std::uint32_t pfn) {
     if (core_.queue(queue_sel_) == nullptr) {
-        warn("mmio v1: QueuePFN for queue {} out of range", queue_sel_);
+        log::guest_warn("mmio v1: QueuePFN for queue {} out of range", queue_sel_);
         return;
     }
     if (pfn == 0) {
@@ -252,7 +252,8 @@ void VirtioMmio::write_legacy_pfn(std::uint32_t pfn) {
         return;
     }
     if (!std::has_single_bit(guest_page_size_) || !std::has_single_bit(align)) {
-        warn("mmio v1: QueuePFN with page size {} / align {} refused", guest_page_size_, align);
+        log::guest_warn("mmio v1: QueuePFN with page size {} / align {} refused", guest_page_size_,
+                        align);
         return;
     }
     // §2.7.2 legacy layout: descriptors, then the available ring (flags, idx, ring[num],

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "transport/log.hpp"
+#include "base/log.hpp"
 #include "transport/reg.hpp"
 #include "virtq/features.hpp"
 
@@ -160,7 +160,8 @@ void VirtioPci::bar_read(int bar, std::uint64_t offset, std::span<std::uint8_t> 
         }
         case kDeviceOffset: {
             if (data.size() > 4 || off % data.size() != 0) {
-                warn("pci: device config read of {} bytes at {:#x} refused", data.size(), off);
+                log::guest_warn("pci: device config read of {} bytes at {:#x} refused", data.size(),
+                                off);
                 return;
             }
             const std::lock_guard lock(mu_);
@@ -193,7 +194,8 @@ void VirtioPci::bar_write(int bar, std::uint64_t offset, std::span<const std::ui
             return;
         case kDeviceOffset: {
             if (data.size() > 4 || off % data.size() != 0) {
-                warn("pci: device config write of {} bytes at {:#x} refused", data.size(), off);
+                log::guest_warn("pci: device config write of {} bytes at {:#x} refused",
+                                data.size(), off);
                 return;
             }
             const std::lock_guard lock(mu_);
@@ -217,7 +219,7 @@ void VirtioPci::bar_write(int bar, std::uint64_t offset, std::span<const std::ui
 void VirtioPci::common_read(std::uint64_t offset, std::span<std::uint8_t> data) {
     const Field* f = common_field(offset, data.size());
     if (f == nullptr) {
-        warn("pci: common cfg read of {} bytes at {:#x} refused", data.size(), offset);
+        log::guest_warn("pci: common cfg read of {} bytes at {:#x} refused", data.size(), offset);
         return;
     }
     const std::lock_guard lock(mu_);
@@ -282,7 +284,7 @@ void VirtioPci::common_read(std::uint64_t offset, std::span<std::uint8_t> data) 
 void VirtioPci::common_write(std::uint64_t offset, std::span<const std::uint8_t> data) {
     const Field* f = common_field(offset, data.size());
     if (f == nullptr) {
-        warn("pci: common cfg write of {} bytes at {:#x} refused", data.size(), offset);
+        log::guest_warn("pci: common cfg write of {} bytes at {:#x} refused", data.size(), offset);
         return;
     }
     const std::uint64_t v = load_le(data);
@@ -330,7 +332,7 @@ void VirtioPci::common_write(std::uint64_t offset, std::span<const std::uint8_t>
             // Accepted whenever the queue is stopped: Linux clears vectors after a reset too.
             const QueueRegs* q = core_.queue(queue_select_);
             if (q == nullptr || q->ready) {
-                warn("pci: queue_msix_vector for queue {} ignored", queue_select_);
+                log::guest_warn("pci: queue_msix_vector for queue {} ignored", queue_select_);
                 return;
             }
             queue_vector_[queue_select_].store(checked_vector(static_cast<std::uint16_t>(v)));
@@ -340,7 +342,8 @@ void VirtioPci::common_write(std::uint64_t offset, std::span<const std::uint8_t>
             if (v == 1) {
                 core_.set_queue_ready(queue_select_, true);
             } else {
-                warn("pci: queue_enable {} ignored (§4.1.4.3.2: only 1 may be written)", v);
+                log::guest_warn("pci: queue_enable {} ignored (§4.1.4.3.2: only 1 may be written)",
+                                v);
             }
             return;
         case kCommonQueueDesc:
@@ -358,11 +361,11 @@ void VirtioPci::common_write(std::uint64_t offset, std::span<const std::uint8_t>
                 core_.reset_queue(queue_select_);
                 queue_vector_[queue_select_].store(kNoVector);
             } else {
-                warn("pci: queue_reset {} ignored", v);
+                log::guest_warn("pci: queue_reset {} ignored", v);
             }
             return;
         default:
-            warn("pci: write to read-only common cfg field at {:#x}", f->offset);
+            log::guest_warn("pci: write to read-only common cfg field at {:#x}", f->offset);
             return;
     }
 }

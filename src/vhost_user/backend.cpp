@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "base/error.hpp"
-#include "vhost_user/log.hpp"
+#include "base/log.hpp"
 #include "virtq/features.hpp"
 #include "virtq/ring_layout.hpp"
 

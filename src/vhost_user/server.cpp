@@ -13,7 +13,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "vhost_user/log.hpp"
+#include "base/log.hpp"
 
 namespace vireo::vhost_user {
 

@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "transport/log.hpp"
+#include "base/log.hpp"
 
 namespace vireo::vmm {
 
@@ -73,7 +73,7 @@ std::optional<std::uint32_t> GsiRouter::add_msi(std::uint64_t addr, std::uint32_
     msi_[gsi] = {addr, data};
     if (auto r = commit(); !r) {
         msi_.erase(gsi);
-        transport::warn("vmm: MSI route for gsi {}: {}", gsi, r.error());
+        log::guest_warn("vmm: MSI route for gsi {}: {}", gsi, r.error());
         return std::nullopt;
     }
     return gsi;
@@ -89,7 +89,7 @@ bool GsiRouter::update_msi(std::uint32_t gsi, std::uint64_t addr, std::uint32_t 
     it->second = {addr, data};
     if (auto r = commit(); !r) {
         it->second = old;
-        transport::warn("vmm: MSI route for gsi {}: {}", gsi, r.error());
+        log::guest_warn("vmm: MSI route for gsi {}: {}", gsi, r.error());
         return false;
     }
     return true;
@@ -176,7 +176,7 @@ void Resampler::run() {
             if (errno == EINTR) {
                 continue;
             }
-            transport::warn("vmm: resampler: epoll_wait: {}", std::strerror(errno));
+            log::guest_warn("vmm: resampler: epoll_wait: {}", std::strerror(errno));
             return;
         }
         for (int i = 0; i < n; ++i) {
@@ -220,7 +220,7 @@ void IrqfdMsiSink::send_vector(std::uint16_t vector, std::uint64_t addr, std::ui
                 if (auto ok = vm_.irqfd(r.gsi, r.fd.get(), -1, true); ok) {
                     r.usable = true;
                 } else {
-                    transport::warn("vmm: {}; vector {} uses KVM_SIGNAL_MSI", ok.error(), vector);
+                    log::guest_warn("vmm: {}; vector {} uses KVM_SIGNAL_MSI", ok.error(), vector);
                 }
             }
         } else if (r.usable && (r.addr != addr || r.data != data)) {

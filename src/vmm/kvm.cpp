@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "transport/log.hpp"
+#include "base/log.hpp"
 
 namespace vireo::vmm {
 
@@ -115,7 +115,7 @@ void KvmVm::set_irq_line(std::uint32_t gsi, bool level) const {
     l.irq = gsi;
     l.level = level ? 1 : 0;
     if (::ioctl(vm_.get(), KVM_IRQ_LINE, &l) < 0) {
-        transport::warn("vmm: KVM_IRQ_LINE gsi {}: {}", gsi, std::strerror(errno));
+        log::guest_warn("vmm: KVM_IRQ_LINE gsi {}: {}", gsi, std::strerror(errno));
     }
 }
 
@@ -126,7 +126,7 @@ void KvmVm::signal_msi(std::uint64_t addr, std::uint32_t data) const {
     m.data = data;
     // Returns 0 when the guest blocked the message (e.g. a disabled LAPIC): not an error.
     if (::ioctl(vm_.get(), KVM_SIGNAL_MSI, &m) < 0) {
-        transport::warn("vmm: KVM_SIGNAL_MSI {:#x}/{:#x}: {}", addr, data, std::strerror(errno));
+        log::guest_warn("vmm: KVM_SIGNAL_MSI {:#x}/{:#x}: {}", addr, data, std::strerror(errno));
     }
 }
 

@@ -15,8 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "transport/log.hpp"
-#include "vhost_user/log.hpp"
+#include "base/log.hpp"
 #include "vmm/config.hpp"
 #include "vmm/elf_loader.hpp"
 #include "vmm/riscv_main.hpp"
@@ -152,8 +151,6 @@ int run(int argc, char** argv) {
         cfg.devices.push_back(std::move(*d));
     }
     vireo::log::set_level(cfg.verbose ? vireo::log::Level::kTrace : vireo::log::Level::kInfo);
-    vireo::transport::set_log_sink(
-        [](std::string_view line) { vireo::log::write(vireo::log::Level::kWarn, line); });
 
     if (o_bench->count() > 0) {
         cfg.kernel = "(built-in bench guest)";

@@ -23,11 +23,11 @@
 #include <string>
 #include <vector>
 
+#include "base/log.hpp"
 #include "bridge/client.hpp"
 #include "devices/blk.hpp"
 #include "memory/unique_fd.hpp"
 #include "riscv/machine.hpp"
-#include "transport/log.hpp"
 #include "vmm/config.hpp"
 #include "vmm/device_model.hpp"
 #include "vmm/elf_loader.hpp"
@@ -132,7 +132,9 @@ int riscv_main(int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
         return fail(kExitUsage, e.what());
     }
-    transport::set_log_sink([](std::string_view line) {
+    // Every line this VMM prints starts "vireo-vmm:" (its errors and statistics too), the
+    // device models' and transports' lines included.
+    log::set_sink([](log::Level, std::string_view line) {
         std::fprintf(stderr, "vireo-vmm: %.*s\n", static_cast<int>(line.size()), line.data());
     });
 

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "base/log.hpp"
 #include "bridge/client.hpp"
 #include "devices/blk.hpp"
 #include "devices/console.hpp"
@@ -18,12 +19,10 @@
 #include "devices/net_tap.hpp"
 #include "devices/rng.hpp"
 #include "transport/edu.hpp"
-#include "transport/log.hpp"
 #include "transport/pci_host.hpp"
 #include "transport/uart_16550.hpp"
 #include "transport/virtio_mmio.hpp"
 #include "transport/virtio_pci.hpp"
-#include "vhost_user/log.hpp"
 #include "virtq/features.hpp"
 #include "vmm/boot_info.hpp"
 #include "vmm/device_model.hpp"
@@ -62,7 +61,7 @@ class ExitPort final : public transport::BusDevice {
     }
     void write(std::uint64_t offset, std::span<const std::uint8_t> data) override {
         if (offset != 0 || data.size() != 4) {
-            transport::warn("vmm: exit port: {}-byte write ignored (needs 32 bits)", data.size());
+            log::guest_warn("vmm: exit port: {}-byte write ignored (needs 32 bits)", data.size());
             return;
         }
         std::uint32_t v;
@@ -83,7 +82,7 @@ class VcpuStartPort final : public transport::BusDevice {
     }
     void write(std::uint64_t offset, std::span<const std::uint8_t> data) override {
         if (offset != 0 || data.size() != 4) {
-            transport::warn("vmm: vCPU start port: {}-byte write ignored", data.size());
+            log::guest_warn("vmm: vCPU start port: {}-byte write ignored", data.size());
             return;
         }
         std::uint32_t v;
@@ -414,7 +413,7 @@ void Vm::start_vcpu(std::uint32_t index) {
     }
     const std::lock_guard lock(mu_);
     if (index == 0 || index >= ap_start_.size() || ap_start_[index].requested) {
-        transport::warn("vmm: vCPU start: index {} ignored (0, out of range or started)", index);
+        log::guest_warn("vmm: vCPU start: index {} ignored (0, out of range or started)", index);
         return;
     }
     ap_start_[index] = {true, bi.ap_entry.get(), bi.ap_stack.get()};

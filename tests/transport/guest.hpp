@@ -19,13 +19,13 @@
 #include <thread>
 #include <vector>
 
+#include "base/log.hpp"
 #include "devices/blk.hpp"
 #include "driver/split_driver.hpp"
 #include "memory/guest_memory.hpp"
 #include "transport/bus.hpp"
 #include "transport/device_status.hpp"
 #include "transport/irq.hpp"
-#include "transport/log.hpp"
 #include "virtq/features.hpp"
 
 namespace vireo::transport::test {
@@ -134,9 +134,9 @@ struct QuietLog {
     std::shared_ptr<std::atomic<int>> lines = std::make_shared<std::atomic<int>>(0);
     QuietLog() {
         auto l = lines;
-        set_log_sink([l](std::string_view) { ++*l; });
+        log::set_sink([l](log::Level, std::string_view) { ++*l; });
     }
-    ~QuietLog() { set_log_sink({}); }
+    ~QuietLog() { log::set_sink({}); }
 };
 
 // A temp raw image for BlkDevice.

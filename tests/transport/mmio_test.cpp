@@ -158,7 +158,7 @@ TEST_F(MmioTest, LegacyRoundTrip) {
 TEST_F(MmioTest, LegacyGuestPageSizeSurvivesReset) {
     build(/*legacy=*/true);
     std::string warned;
-    set_log_sink([&](std::string_view l) { warned += std::string(l) + "\n"; });
+    log::set_sink([&](log::Level, std::string_view l) { warned += std::string(l) + "\n"; });
     guest->set(kMmioGuestPageSize, 4096);
     guest->set(kMmioStatus, 0);
     guest->set(kMmioStatus, 1);      // ACKNOWLEDGE
@@ -170,7 +170,7 @@ TEST_F(MmioTest, LegacyGuestPageSizeSurvivesReset) {
     guest->set(kMmioQueueAlign, 4096);
     guest->set(kMmioQueuePfn, 0x100);  // within the guest's RAM window
     EXPECT_EQ(guest->reg(kMmioQueuePfn), 0x100u) << warned;
-    set_log_sink(nullptr);
+    log::set_sink(nullptr);
 }
 
 TEST_F(MmioTest, RefusesFeaturesNeverOffered) {
