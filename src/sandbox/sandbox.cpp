@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/if_tun.h>
+#include <linux/kvm.h>
 #include <linux/seccomp.h>
 #include <pwd.h>
 #include <seccomp.h>
@@ -24,11 +25,13 @@
 namespace vireo::sandbox {
 namespace {
 
-// Which thread classes may make a call.
+// Which filters allow a call.
 enum Who : unsigned {
-    kWorker = 1u << 0,    // ring workers (and the I/O engines they own)
-    kLoopOnly = 1u << 1,  // only the event loop (process-wide filter)
-    kAll = kWorker | kLoopOnly,
+    kWorker = 1u << 0,  // ring workers (and the I/O engines they own)
+    kDaemon = 1u << 1,  // the daemon's process-wide filter (its event loop)
+    kVmm = 1u << 2,     // vireo-vmm's process-wide filter (vCPU/hart threads, device models)
+    kProcessWide = kDaemon | kVmm,  // either process-wide filter, no ring worker
+    kAll = kWorker | kDaemon | kVmm,
 };
 
 struct Rule {
@@ -49,8 +52,8 @@ constexpr Rule kRules[] = {
     {"madvise", kAll},
     // Threads, synchronisation, signals, exit.
     {"futex", kAll},
-    {"clone", kLoopOnly},
-    {"clone3", kLoopOnly},
+    {"clone", kProcessWide},
+    {"clone3", kProcessWide},
     {"set_robust_list", kAll},
     {"rseq", kAll},
     {"sched_yield", kAll},
@@ -89,9 +92,10 @@ constexpr Rule kRules[] = {
     {"fsync", kAll},
     {"fdatasync", kAll},
     {"fallocate", kAll},
-    // Inflight areas (GET_INFLIGHT_FD): a new memfd sized with ftruncate.
-    {"memfd_create", kLoopOnly},
-    {"ftruncate", kLoopOnly},
+    // Inflight areas (GET_INFLIGHT_FD): a new memfd sized with ftruncate. vireo-vmm creates its
+    // RAM memfd during setup and no vhost-user front end talks to it: not on its list.
+    {"memfd_create", kDaemon},
+    {"ftruncate", kDaemon},
     // Waiting.
     {"poll", kAll},
     {"ppoll", kAll},
@@ -101,7 +105,7 @@ constexpr Rule kRules[] = {
     {"epoll_create1", kAll},
     {"eventfd2", kAll},
     // The bridge server's signalfd is made when its loop starts (after confinement).
-    {"signalfd4", kLoopOnly},
+    {"signalfd4", kDaemon},
     {"timerfd_create", kAll},
     {"timerfd_settime", kAll},
     {"timerfd_gettime", kAll},
@@ -127,10 +131,11 @@ constexpr Rule kRules[] = {
     {"io_uring_setup", kAll},
     {"io_uring_enter", kAll},
     {"io_uring_register", kAll},
-    // rng device, and the socket file removed at shutdown.
+    // rng device, and the socket files removed at shutdown (the daemon's vhost-user sockets, a
+    // console's host-side socket in either process).
     {"getrandom", kAll},
-    {"unlink", kLoopOnly},
-    {"unlinkat", kLoopOnly},
+    {"unlink", kProcessWide},
+    {"unlinkat", kProcessWide},
 };
 
 #if defined(__SANITIZE_ADDRESS__)  // GCC
@@ -160,6 +165,42 @@ constexpr const char* kSanitizerCalls[] = {
 constexpr unsigned long kIoctls[] = {TUNSETOFFLOAD, TUNSETVNETHDRSZ, FIONREAD, FIONBIO,
                                      TCGETS,        TCSETS,          TCSETSW,  TIOCGWINSZ};
 
+#if defined(__x86_64__)
+// KVM_SET_GSI_ROUTING as vireo-vmm (src/vmm/kvm.hpp) and the kernel compute it, from the
+// 8-byte header of struct kvm_irq_routing: linux/kvm.h's macro takes sizeof of the whole struct,
+// which a C++ compiler pads to 16 (0x4010ae6a, a request the VMM never makes).
+struct KvmIrqRoutingHeader {
+    __u32 nr;
+    __u32 flags;
+};
+constexpr unsigned long kKvmSetGsiRouting = _IOW(KVMIO, 0x6a, KvmIrqRoutingHeader);
+static_assert(kKvmSetGsiRouting == 0x4008ae6a);
+
+// vireo-vmm (KVM, x86-64): what the vCPU threads and device models do after the guest starts.
+// Creating VMs, vCPUs or memory slots, and anything on /dev/kvm itself, are setup only: a
+// compromised VMM cannot map more host memory into the guest or build another VM.
+constexpr unsigned long kKvmIoctls[] = {
+    // vCPU threads: run, and the register dump of a failure or timeout report.
+    KVM_RUN,
+    KVM_GET_REGS,
+    // An AP the guest starts through the start port (docs/boot-protocol.md) gets its entry
+    // state on its own thread, at run time.
+    KVM_GET_SREGS,
+    KVM_SET_SREGS,
+    KVM_SET_REGS,
+    KVM_SET_FPU,
+    KVM_SET_MP_STATE,
+    // Interrupts from device models and the bridge: wired lines and MSI without irqfd; irqfds
+    // and GSI routes made when the guest first uses (or reprograms) an MSI-X vector.
+    KVM_IRQ_LINE,
+    KVM_SIGNAL_MSI,
+    KVM_IRQFD,
+    kKvmSetGsiRouting,
+    // virtio-pci notify ioeventfds follow BAR 0 when the guest moves it.
+    KVM_IOEVENTFD,
+};
+#endif
+
 struct CtxDeleter {
     void operator()(void* c) const { seccomp_release(static_cast<scmp_filter_ctx>(c)); }
 };
@@ -176,12 +217,17 @@ std::string_view to_string(ThreadClass c) {
             return "process";
         case ThreadClass::kQueueWorker:
             return "queue-worker";
+        case ThreadClass::kVmm:
+            return "vmm";
     }
     return "?";
 }
 
 std::expected<void, std::string> install(ThreadClass c) {
-    const unsigned who = c == ThreadClass::kProcess ? kLoopOnly : kWorker;
+    const unsigned who = c == ThreadClass::kProcess ? kDaemon
+                         : c == ThreadClass::kVmm   ? kVmm
+                                                    : kWorker;
+    const bool process_wide = c != ThreadClass::kQueueWorker;
     std::unique_ptr<void, CtxDeleter> ctx(seccomp_init(SCMP_ACT_KILL_PROCESS));
     if (!ctx) {
         return std::unexpected(std::string("seccomp_init failed"));
@@ -232,6 +278,17 @@ std::expected<void, std::string> install(ThreadClass c) {
             return std::unexpected(failed("ioctl", rc));
         }
     }
+#if defined(__x86_64__)
+    if (c == ThreadClass::kVmm) {
+        for (unsigned long req : kKvmIoctls) {
+            if (int rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                                          SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, req));
+                rc != 0) {
+                return std::unexpected(failed("ioctl (KVM)", rc));
+            }
+        }
+    }
+#endif
     // Thread names (pthread_setname_np) only.
     if (int rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
                                   SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
@@ -245,7 +302,7 @@ std::expected<void, std::string> install(ThreadClass c) {
         rc != 0) {
         return std::unexpected(failed("seccomp", rc));
     }
-    if (c == ThreadClass::kProcess) {
+    if (process_wide) {
         // Every thread, present and future (new threads inherit the filter).
         if (int rc = seccomp_attr_set(f, SCMP_FLTATR_CTL_TSYNC, 1); rc != 0) {
             return std::unexpected(failed("TSYNC", rc));
@@ -279,6 +336,13 @@ std::expected<void, std::string> drop_capabilities() {
         return std::unexpected(fmt::format("capset: {}", std::strerror(errno)));
     }
     return {};
+}
+
+std::expected<void, std::string> confine(ThreadClass c) {
+    if (auto ok = drop_capabilities(); !ok) {
+        return ok;
+    }
+    return install(c);
 }
 
 namespace {

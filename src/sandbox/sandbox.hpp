@@ -25,18 +25,29 @@ enum class ThreadClass {
     // (console and vsock workers accept host clients; vsock connects unix sockets), signals
     // call eventfds. No threads, no memfds, no unlinking; stacked on kProcess.
     kQueueWorker,
+    // vireo-vmm, process-wide (TSYNC): kProcess's list without what only a vhost-user daemon
+    // does (inflight memfds, signalfd), plus, on x86-64, the KVM ioctls a running VM makes on
+    // its VM and vCPU fds (KVM_RUN, register access for APs started at run time, interrupt
+    // injection, irqfd/GSI routes and ioeventfds). The RV64 emulator needs nothing more: its
+    // harts are threads that wait on futexes and clocks.
+    kVmm,
 };
 
 std::string_view to_string(ThreadClass c);
 
 // Installs the allow-list for `c`. A system call outside it kills the whole process with
 // SIGSYS (SECCOMP_RET_KILL_PROCESS): a confused back end must not keep running half-working.
-// Also sets PR_SET_NO_NEW_PRIVS. kProcess applies to every thread of the process.
+// Also sets PR_SET_NO_NEW_PRIVS. kProcess and kVmm apply to every thread of the process.
 std::expected<void, std::string> install(ThreadClass c);
 
 // Drops every capability (effective, permitted, inheritable, bounding set and ambient) of the
 // calling process. A no-op when it has none. Call after TAPs are opened: their fds keep working.
 std::expected<void, std::string> drop_capabilities();
+
+// drop_capabilities(), then install(c): the order a process confines itself in after setup.
+// Capabilities are per thread: threads that exist already keep theirs (the filter, with TSYNC,
+// covers them); threads created afterwards start with none.
+std::expected<void, std::string> confine(ThreadClass c);
 
 // The unprivileged identity a back end continues as after setup (`--user`).
 struct Identity {

@@ -3,7 +3,7 @@
 //
 //   vireo-vmm --kernel GUEST.elf [--mem 64M] [--vcpus N] [--append STR] [--device SPEC]...
 //             [--config FILE.json] [--serial FILE] [--timeout SECONDS] [--verbose]
-//             [--no-irqfd] [--stats]
+//             [--no-irqfd] [--stats] [--no-sandbox]
 //   vireo-vmm --bench-exits N        µs per PIO exit of a built-in guest
 //
 // Exit status: the guest's (port 0xF4, value & 0xff); 255 VM failure; 124 timeout; 130 signal;
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/log.hpp"
+#include "sandbox/sandbox.hpp"
 #include "vmm/config.hpp"
 #include "vmm/elf_loader.hpp"
 #include "vmm/riscv_main.hpp"
@@ -30,11 +31,29 @@ int usage_error(const std::string& msg) {
     return kExitUsage;
 }
 
-int bench_exits(VmmConfig cfg, std::uint32_t count) {
+// After setup (RAM, images, TAPs, sockets, KVM VM and vCPU fds all exist), before the guest
+// runs: no capabilities, and the seccomp allow-list of docs/security.md. A guest that takes
+// over a device model gets a process that can only do what a running VMM does.
+bool confine(bool sandbox) {
+    if (!sandbox) {
+        vireo::log::info("sandbox disabled (--no-sandbox)");
+        return true;
+    }
+    if (auto ok = vireo::sandbox::confine(vireo::sandbox::ThreadClass::kVmm); !ok) {
+        vireo::log::error("sandbox: {}", ok.error());
+        return false;
+    }
+    return true;
+}
+
+int bench_exits(VmmConfig cfg, std::uint32_t count, bool sandbox) {
     const auto code = pio_loop_guest(count);
     auto vm = Vm::create(cfg, code, raw_image(code.size()));
     if (!vm) {
         vireo::log::error("{}", vm.error());
+        return kExitSetup;
+    }
+    if (!confine(sandbox)) {
         return kExitSetup;
     }
     const VmOutcome out = (*vm)->run();
@@ -86,6 +105,10 @@ int run(int argc, char** argv) {
     app.add_option("--bridge", bridge_socket,
                    "Serve virtio-mmio through a vireo daemon's hypervisor bridge at this socket");
     app.add_option("--zone", zone, "Zone (VM) id for --bridge");
+    bool sandbox = true;
+    app.add_flag("--sandbox,!--no-sandbox", sandbox,
+                 "Confine the VMM after setup: seccomp allow-list, no capabilities (default on; "
+                 "docs/security.md)");
     auto* o_bench = app.add_option("--bench-exits", bench,
                                    "Measure µs per PIO exit with a built-in guest of N `out`s");
     try {
@@ -157,7 +180,7 @@ int run(int argc, char** argv) {
         if (auto ok = check_config(cfg); !ok) {
             return usage_error(ok.error());
         }
-        return bench_exits(cfg, bench);
+        return bench_exits(cfg, bench, sandbox);
     }
     if (auto ok = check_config(cfg); !ok) {
         return usage_error(ok.error());
@@ -173,6 +196,9 @@ int run(int argc, char** argv) {
     auto vm = Vm::create(cfg, *file, *image);
     if (!vm) {
         vireo::log::error("{}", vm.error());
+        return kExitSetup;
+    }
+    if (!confine(sandbox)) {
         return kExitSetup;
     }
     const VmOutcome out = (*vm)->run();

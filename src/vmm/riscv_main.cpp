@@ -2,7 +2,7 @@
 //
 //   vireo-vmm --arch riscv64 --kernel Image [--initrd FILE] [--append ARGS] [--mem 256M]
 //             [--harts N] [--bios fw_dynamic.bin] [--device SPEC]... [--serial FILE]
-//             [--timeout SECONDS] [--stats] [--bridge SOCKET --zone ID]
+//             [--timeout SECONDS] [--stats] [--bridge SOCKET --zone ID] [--no-sandbox]
 //
 // With --bridge, the virtio-mmio devices a `vireo` daemon configures for zone ID are added
 // (its addresses and PLIC sources), their accesses forwarded through the hypervisor bridge
@@ -28,6 +28,7 @@
 #include "devices/blk.hpp"
 #include "memory/unique_fd.hpp"
 #include "riscv/machine.hpp"
+#include "sandbox/sandbox.hpp"
 #include "vmm/config.hpp"
 #include "vmm/device_model.hpp"
 #include "vmm/elf_loader.hpp"
@@ -125,6 +126,10 @@ int riscv_main(int argc, char** argv) {
         app.add_option("--bridge", bridge_socket,
                        "Add the virtio-mmio devices a vireo daemon serves at this bridge socket");
     auto* o_zone = app.add_option("--zone", zone, "Zone (VM) id for --bridge");
+    bool sandbox = true;
+    app.add_flag("--sandbox,!--no-sandbox", sandbox,
+                 "Confine the VMM after setup: seccomp allow-list, no capabilities (default on; "
+                 "docs/security.md)");
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -226,6 +231,14 @@ int riscv_main(int argc, char** argv) {
         auto in = SerialInput::start(STDIN_FILENO, (*machine)->uart());
         if (!in) return fail(kExitSetup, in.error());
         serial_in = std::move(*in);
+    }
+    // Setup is over (images read, RAM and devices built, TAPs, sockets and the bridge open,
+    // the terminal set up): the harts run confined (docs/security.md). The hart threads are
+    // created by run() and so start without capabilities.
+    if (!sandbox) {
+        std::fprintf(stderr, "vireo-vmm: sandbox disabled (--no-sandbox)\n");
+    } else if (auto ok = sandbox::confine(sandbox::ThreadClass::kVmm); !ok) {
+        return fail(kExitSetup, "sandbox: " + ok.error());
     }
 
     const auto t0 = std::chrono::steady_clock::now();
