@@ -78,8 +78,9 @@ class QueueHandle {
     InflightTracker* inflight_;
 };
 
-// Serves one queue. The transport runs it on one thread: on_kick() when the driver notifies,
-// on_event() when event_fd() (if any, e.g. io_uring completions) becomes readable.
+// Serves one queue. The transport runs it on one thread with run_queue_loop (queue_loop.hpp):
+// on_kick() when the driver notifies, on_event() when event_fd() (if any, e.g. io_uring
+// completions) becomes readable.
 class QueueHandler {
   public:
     virtual ~QueueHandler() = default;

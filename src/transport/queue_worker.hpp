@@ -1,9 +1,11 @@
-// One thread per running queue: it owns the queue's QueueHandler while it runs and sleeps in
-// epoll on the queue's notify eventfd (which the VMM may register as a KVM ioeventfd, so a
-// guest kick wakes this thread without a trip through user space on the vCPU), the handler's
-// own event_fd() (e.g. io_uring completions), and a stop eventfd.
+// One thread per running queue: it owns the queue's QueueHandler while it runs and serves it
+// with the devices layer's queue loop (devices/queue_loop.hpp) on the queue's notify eventfd
+// (which the VMM may register as a KVM ioeventfd, so a guest kick wakes this thread without a
+// trip through user space on the vCPU), the handler's own event_fd() and a stop eventfd — or in
+// the handler's own wait point (virtio-blk's io_uring) when it has one.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <thread>
 
@@ -34,6 +36,9 @@ class QueueWorker {
              const std::function<void()>& on_broken);
 
     UniqueFd stop_;
+    // Set before stop_ is signalled: the handler's own wait point may consume the eventfd's
+    // count (blk's io_uring reads it), so a worker idling after a broken queue checks this.
+    std::atomic<bool> stopping_{false};
     std::thread thread_;
 };
 

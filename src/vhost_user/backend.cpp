@@ -1,14 +1,13 @@
 #include "vhost_user/backend.hpp"
 
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 
 #include "base/error.hpp"
 #include "base/log.hpp"
+#include "devices/queue_loop.hpp"
 #include "virtq/features.hpp"
 #include "virtq/ring_layout.hpp"
 
@@ -675,70 +674,15 @@ void Backend::worker_loop(Vring& vr) {
             return;
         }
     }
-    UniqueFd ep(::epoll_create1(EPOLL_CLOEXEC));
-    enum : std::uint64_t { kKick, kEvent, kStop };
-    auto watch = [&](int fd, std::uint64_t tag) {
-        epoll_event ev{};
-        ev.events = EPOLLIN;
-        ev.data.u64 = tag;
-        return ::epoll_ctl(ep.get(), EPOLL_CTL_ADD, fd, &ev) == 0;
-    };
-    bool ok = ep.valid() && watch(vr.stop.get(), kStop);
-    if (ok && vr.kick) {
-        ok = watch(vr.kick.get(), kKick);
-    }
-    if (ok && vr.handler->event_fd() >= 0) {
-        ok = watch(vr.handler->event_fd(), kEvent);
-    }
-    auto broken = [&] { return vr.vq.broken() || vr.handler->needs_reset(); };
-    if (ok && vr.kick && vr.handler->run(vr.kick.get(), vr.stop.get())) {
-        // The handler waited on the kick and stop eventfds itself (one wait point per queue).
-    } else if (ok) {
-        // Buffers may have been made available before the ring started (or are being
-        // resubmitted): look once without waiting for a kick.
-        vr.handler->on_kick();
-        const int timeout = vr.kick ? -1 : kPollIntervalMs;
-        while (!broken()) {
-            epoll_event evs[3];
-            const int n = ::epoll_wait(ep.get(), evs, 3, timeout);
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            if (n < 0) {
-                break;
-            }
-            if (n == 0) {
-                vr.handler->on_kick();  // polling mode
-                continue;
-            }
-            bool stop = false;
-            for (int i = 0; i < n; ++i) {
-                eventfd_t v;
-                switch (evs[i].data.u64) {
-                    case kStop:
-                        stop = true;
-                        break;
-                    case kKick:
-                        ::eventfd_read(vr.kick.get(), &v);
-                        vr.handler->on_kick();
-                        break;
-                    case kEvent:
-                        vr.handler->on_event();
-                        break;
-                    default:
-                        break;
-                }
-            }
-            if (stop) {
-                break;
-            }
-        }
-    }
-    // Never leave a chain unanswered: complete or fail everything in flight.
-    vr.handler->drain();
-    if (!ok) {
-        fail_ring(vr, "setting up the worker's epoll failed");
+    // A ring started without a kick fd is polled (SET_VRING_KICK with the "no fd" flag).
+    auto broken = [&vr] { return vr.vq.broken() || vr.handler->needs_reset(); };
+    const dev::QueueLoopEnd end = dev::run_queue_loop(*vr.handler, vr.kick ? vr.kick.get() : -1,
+                                                      vr.stop.get(), broken, kPollIntervalMs);
+    if (end.reason == dev::QueueLoopEnd::Reason::kFailed) {
+        fail_ring(vr,
+                  fmt::format("the worker's {} failed: {}", end.call, std::strerror(end.error)));
     } else if (broken()) {
+        // Also when a stop came with it: the ring stays failed until the front end resets it.
         fail_ring(vr, "the driver's ring is malformed (queue error)");
     }
 }
