@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "drivers/virtio.hpp"
-#include "memory/le.hpp"
+#include "spec/le.hpp"
 
 namespace vireo::guest {
 

@@ -33,8 +33,8 @@
 #include <vector>
 
 #include "devices/device.hpp"
-#include "memory/le.hpp"
 #include "memory/unique_fd.hpp"
+#include "spec/le.hpp"
 #include "virtq/chain.hpp"
 
 namespace vireo::dev {

@@ -37,8 +37,8 @@
 
 #include "devices/console_backend.hpp"
 #include "devices/device.hpp"
-#include "memory/le.hpp"
 #include "memory/unique_fd.hpp"
+#include "spec/le.hpp"
 
 namespace vireo::dev {
 

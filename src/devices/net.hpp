@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "devices/device.hpp"
-#include "memory/le.hpp"
+#include "spec/le.hpp"
 #include "virtq/chain.hpp"
 
 namespace vireo::dev {

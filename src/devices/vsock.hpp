@@ -31,8 +31,8 @@
 
 #include "devices/device.hpp"
 #include "devices/event_set.hpp"
-#include "memory/le.hpp"
 #include "memory/unique_fd.hpp"
+#include "spec/le.hpp"
 
 namespace vireo::dev {
 

@@ -4,15 +4,15 @@
 //
 // Freestanding: no exceptions, no RTTI, no heap, nothing from libc (the ring code uses
 // __builtin_memset only). Only compiler-provided headers and the freestanding vireo headers
-// (memory/le.hpp, memory/ordering.hpp, virtq/ring_layout.hpp, virtq/queue_config.hpp) are used,
+// (spec/le.hpp, memory/ordering.hpp, virtq/ring_layout.hpp, virtq/queue_config.hpp) are used,
 // so the same code runs in a bare-metal guest and in the host-side loopback tests.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
-#include "memory/le.hpp"
 #include "memory/ordering.hpp"
+#include "spec/le.hpp"
 #include "virtq/queue_config.hpp"
 #include "virtq/ring_layout.hpp"
 

@@ -10,7 +10,7 @@
 #include <atomic>
 #include <cstdint>
 
-#include "memory/le.hpp"
+#include "spec/le.hpp"
 
 namespace vireo {
 

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "memory/le.hpp"
+#include "spec/le.hpp"
 
 namespace vireo::virtq {
 
