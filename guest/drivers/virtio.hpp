@@ -1,7 +1,6 @@
-// Transport-neutral virtio driver core: status and feature constants, the Transport interface
-// that virtio_mmio.hpp and virtio_pci.hpp implement, the initialisation sequence (§3.1.1), and
-// Queue, which puts a SplitDriver or PackedDriver (src/driver) on a transport with interrupt or
-// polled completion.
+// Transport-neutral virtio driver core: the Transport interface that virtio_mmio.hpp and
+// virtio_pci.hpp implement, the initialisation sequence (§3.1.1), and Queue, which puts a
+// SplitDriver or PackedDriver (src/driver) on a transport with interrupt or polled completion.
 //
 // Architecture-neutral and freestanding: only platform.hpp reaches the hardware.
 #pragma once
@@ -12,32 +11,21 @@
 #include "driver/packed_driver.hpp"
 #include "driver/split_driver.hpp"
 #include "drivers/platform.hpp"
+#include "spec/virtio.hpp"
 #include "virtq/features.hpp"
 #include "virtq/queue_config.hpp"
 
 namespace vireo::guest {
 
+// The drivers are written in the spec's terms (src/spec: status bits, device IDs, registers,
+// request and header layouts), the same definitions the host's devices and transports use.
+using namespace spec;
+
 namespace virtio {
-
-// §2.1 device status bits.
-inline constexpr std::uint8_t kStatusAcknowledge = 1;
-inline constexpr std::uint8_t kStatusDriver = 2;
-inline constexpr std::uint8_t kStatusDriverOk = 4;
-inline constexpr std::uint8_t kStatusFeaturesOk = 8;
-inline constexpr std::uint8_t kStatusNeedsReset = 64;
-inline constexpr std::uint8_t kStatusFailed = 128;
-
-// §5 device IDs.
-inline constexpr std::uint32_t kIdNet = 1;
-inline constexpr std::uint32_t kIdBlk = 2;
-inline constexpr std::uint32_t kIdConsole = 3;
-inline constexpr std::uint32_t kIdRng = 4;
-
 // How long a device gets to finish a reset or an I/O before the driver gives up.
 inline constexpr int kResetPollCap = 1000;
 inline constexpr std::uint32_t kIoTimeoutMs = 5000;
 inline constexpr int kConfigGenerationRetries = 8;
-
 }  // namespace virtio
 
 // What a test asks of a device: ring format and ring features, and interrupt or polled mode.
@@ -140,8 +128,8 @@ inline bool virtio_negotiate(Transport& t, const VirtioOptions& opts, std::uint6
         print("%s: reset did not complete\n", t.name());
         return false;
     }
-    t.set_status(virtio::kStatusAcknowledge);
-    t.set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver);
+    t.set_status(kStatusAcknowledge);
+    t.set_status(kStatusAcknowledge | kStatusDriver);
     if (!t.legacy()) {
         required |= bit(virtq::kFVersion1);
     }
@@ -157,18 +145,17 @@ inline bool virtio_negotiate(Transport& t, const VirtioOptions& opts, std::uint6
     const std::uint64_t offered = t.device_features();
     if ((offered & required) != required) {
         print("%s: device offers %lx, test needs %lx\n", t.name(), offered, required);
-        t.set_status(virtio::kStatusFailed);
+        t.set_status(kStatusFailed);
         return false;
     }
     const std::uint64_t features = offered & (wanted | required);
     t.set_driver_features(features);
     if (!t.legacy()) {
         // §3.1.1 step 5-6: FEATURES_OK, then re-read: the device may refuse the subset.
-        t.set_status(virtio::kStatusAcknowledge | virtio::kStatusDriver |
-                     virtio::kStatusFeaturesOk);
-        if ((t.status() & virtio::kStatusFeaturesOk) == 0) {
+        t.set_status(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
+        if ((t.status() & kStatusFeaturesOk) == 0) {
             print("%s: FEATURES_OK refused\n", t.name());
-            t.set_status(virtio::kStatusFailed);
+            t.set_status(kStatusFailed);
             return false;
         }
     }
@@ -178,10 +165,9 @@ inline bool virtio_negotiate(Transport& t, const VirtioOptions& opts, std::uint6
 
 // §3.1.1 step 8.
 inline bool virtio_driver_ok(Transport& t) {
-    t.set_status(static_cast<std::uint8_t>(t.status() | virtio::kStatusDriverOk));
+    t.set_status(static_cast<std::uint8_t>(t.status() | kStatusDriverOk));
     const std::uint8_t s = t.status();
-    if ((s & virtio::kStatusDriverOk) == 0 ||
-        (s & (virtio::kStatusNeedsReset | virtio::kStatusFailed)) != 0) {
+    if ((s & kStatusDriverOk) == 0 || (s & (kStatusNeedsReset | kStatusFailed)) != 0) {
         print("%s: DRIVER_OK not accepted (status %x)\n", t.name(), s);
         return false;
     }

@@ -23,7 +23,7 @@ alignas(16) std::uint8_t rbuf[kBytes];
 
 int guest_main() {
     const test::Env env = test::parse_env();
-    Transport* t = test::find_device(env, virtio::kIdBlk);
+    Transport* t = test::find_device(env, kIdBlock);
     if (t == nullptr || !disk.init(*t, env.opts)) {
         return 1;
     }

@@ -12,7 +12,7 @@ constexpr char kLine[] = "vireo-guest: hello from virtio-console\n";
 
 int guest_main() {
     const test::Env env = test::parse_env();
-    Transport* t = test::find_device(env, virtio::kIdConsole);
+    Transport* t = test::find_device(env, kIdConsole);
     if (t == nullptr || !port.init(*t, env.opts)) {
         return 1;
     }

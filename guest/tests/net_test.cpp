@@ -58,7 +58,7 @@ bool exchange(int from, int to, std::uint8_t seed) {
 
 // One NIC talking to another guest: see the header comment. Returns the exit status.
 int peer_main(const test::Env& env, bool sender) {
-    Transport* t = test::find_device(env, virtio::kIdNet, 0);
+    Transport* t = test::find_device(env, kIdNet, 0);
     if (t == nullptr || !nic[0].init(*t, env.opts)) {
         return 1;
     }
@@ -111,8 +111,8 @@ int guest_main() {
     if (opt_is("peer", "send") || opt_is("peer", "recv")) {
         return peer_main(env, opt_is("peer", "send"));
     }
-    Transport* t0 = test::find_device(env, virtio::kIdNet, 0);
-    Transport* t1 = test::find_device(env, virtio::kIdNet, 1);
+    Transport* t0 = test::find_device(env, kIdNet, 0);
+    Transport* t1 = test::find_device(env, kIdNet, 1);
     if (t0 == nullptr || t1 == nullptr || !nic[0].init(*t0, env.opts) ||
         !nic[1].init(*t1, env.opts)) {
         return 1;

@@ -22,7 +22,7 @@ bool constant(const std::uint8_t* p) {
 
 int guest_main() {
     const test::Env env = test::parse_env();
-    Transport* t = test::find_device(env, virtio::kIdRng);
+    Transport* t = test::find_device(env, kIdRng);
     if (t == nullptr || !rng.init(*t, env.opts)) {
         return 1;
     }

@@ -9,16 +9,14 @@
 #include <span>
 
 #include "memory/guest_memory.hpp"
+#include "spec/virtio.hpp"
 #include "virtq/virtqueue.hpp"
 
 namespace vireo::dev {
 
-// Device IDs (§5).
-inline constexpr std::uint32_t kIdNet = 1;
-inline constexpr std::uint32_t kIdBlock = 2;
-inline constexpr std::uint32_t kIdConsole = 3;
-inline constexpr std::uint32_t kIdRng = 4;
-inline constexpr std::uint32_t kIdVsock = 19;
+// Device models are written in the spec's terms (src/spec: device IDs, feature bits, request
+// and configuration layouts): dev::kBlkTIn is spec::kBlkTIn.
+using namespace spec;
 
 // How a queue tells the driver that used buffers are ready (an eventfd write, an injected IRQ).
 class Interrupt {

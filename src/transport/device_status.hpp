@@ -11,14 +11,11 @@
 #include <array>
 #include <cstdint>
 
+#include "spec/virtio.hpp"
+
 namespace vireo::transport {
 
-inline constexpr std::uint8_t kStatusAcknowledge = 1;
-inline constexpr std::uint8_t kStatusDriver = 2;
-inline constexpr std::uint8_t kStatusDriverOk = 4;
-inline constexpr std::uint8_t kStatusFeaturesOk = 8;
-inline constexpr std::uint8_t kStatusNeedsReset = 64;
-inline constexpr std::uint8_t kStatusFailed = 128;
+using namespace spec;  // the status bits (kStatusAcknowledge, ...) are the spec's
 
 enum class StatusChange {
     kReset,    // 0: full device reset
