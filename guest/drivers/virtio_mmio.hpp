@@ -6,47 +6,9 @@
 
 #include "drivers/platform.hpp"
 #include "drivers/virtio.hpp"
+#include "spec/virtio_mmio.hpp"
 
 namespace vireo::guest {
-
-namespace mmio {
-// §4.2.2 register map.
-inline constexpr std::uint64_t kMagicValue = 0x000;
-inline constexpr std::uint64_t kVersion = 0x004;
-inline constexpr std::uint64_t kDeviceId = 0x008;
-inline constexpr std::uint64_t kVendorId = 0x00c;
-inline constexpr std::uint64_t kDeviceFeatures = 0x010;
-inline constexpr std::uint64_t kDeviceFeaturesSel = 0x014;
-inline constexpr std::uint64_t kDriverFeatures = 0x020;
-inline constexpr std::uint64_t kDriverFeaturesSel = 0x024;
-inline constexpr std::uint64_t kGuestPageSize = 0x028;  // legacy
-inline constexpr std::uint64_t kQueueSel = 0x030;
-inline constexpr std::uint64_t kQueueNumMax = 0x034;
-inline constexpr std::uint64_t kQueueNum = 0x038;
-inline constexpr std::uint64_t kQueueAlign = 0x03c;  // legacy
-inline constexpr std::uint64_t kQueuePfn = 0x040;    // legacy
-inline constexpr std::uint64_t kQueueReady = 0x044;
-inline constexpr std::uint64_t kQueueNotify = 0x050;
-inline constexpr std::uint64_t kInterruptStatus = 0x060;
-inline constexpr std::uint64_t kInterruptAck = 0x064;
-inline constexpr std::uint64_t kStatus = 0x070;
-inline constexpr std::uint64_t kQueueDescLow = 0x080;
-inline constexpr std::uint64_t kQueueDescHigh = 0x084;
-inline constexpr std::uint64_t kQueueDriverLow = 0x090;
-inline constexpr std::uint64_t kQueueDriverHigh = 0x094;
-inline constexpr std::uint64_t kQueueDeviceLow = 0x0a0;
-inline constexpr std::uint64_t kQueueDeviceHigh = 0x0a4;
-inline constexpr std::uint64_t kConfigGeneration = 0x0fc;
-inline constexpr std::uint64_t kConfig = 0x100;
-
-inline constexpr std::uint32_t kMagic = 0x74726976;  // "virt"
-inline constexpr std::uint32_t kVersionLegacy = 1;
-inline constexpr std::uint32_t kVersionModern = 2;
-// Legacy ring geometry: the driver's pages are 4 KiB, and QueueAlign 4 makes the device place
-// the used ring where driver::split_layout() does (§2.7.2 with the used ring's own alignment).
-inline constexpr std::uint32_t kLegacyPageSize = 4096;
-inline constexpr std::uint32_t kLegacyQueueAlign = 4;
-}  // namespace mmio
 
 class MmioTransport final : public Transport {
   public:
@@ -56,84 +18,85 @@ class MmioTransport final : public Transport {
     bool probe(std::uint64_t base, std::uint32_t gsi) {
         base_ = base;
         gsi_ = gsi;
-        if (read(mmio::kMagicValue) != mmio::kMagic) {
+        if (read(kMmioMagicValue) != kMmioMagic) {
             return false;
         }
-        version_ = read(mmio::kVersion);
-        if (version_ != mmio::kVersionLegacy && version_ != mmio::kVersionModern) {
-            print("virtio-mmio@%lx: unknown version %u\n", base, version_);
+        const std::uint32_t version = read(kMmioVersion);
+        if (version != static_cast<std::uint32_t>(MmioVersion::kLegacy) &&
+            version != static_cast<std::uint32_t>(MmioVersion::kModern)) {
+            print("virtio-mmio@%lx: unknown version %u\n", base, version);
             return false;
         }
-        device_id_ = read(mmio::kDeviceId);
+        version_ = static_cast<MmioVersion>(version);
+        device_id_ = read(kMmioDeviceId);
         return device_id_ != 0;
     }
 
     const char* name() const override {
-        return version_ == mmio::kVersionLegacy ? "mmio1" : "mmio";
+        return version_ == MmioVersion::kLegacy ? "mmio1" : "mmio";
     }
     std::uint32_t device_id() const override { return device_id_; }
-    bool legacy() const override { return version_ == mmio::kVersionLegacy; }
+    bool legacy() const override { return version_ == MmioVersion::kLegacy; }
     std::uint64_t base() const { return base_; }
 
-    std::uint8_t status() override { return static_cast<std::uint8_t>(read(mmio::kStatus)); }
-    void set_status(std::uint8_t s) override { write(mmio::kStatus, s); }
+    std::uint8_t status() override { return static_cast<std::uint8_t>(read(kMmioStatus)); }
+    void set_status(std::uint8_t s) override { write(kMmioStatus, s); }
 
     std::uint64_t device_features() override {
-        write(mmio::kDeviceFeaturesSel, 0);
-        std::uint64_t f = read(mmio::kDeviceFeatures);
+        write(kMmioDeviceFeaturesSel, 0);
+        std::uint64_t f = read(kMmioDeviceFeatures);
         if (!legacy()) {
-            write(mmio::kDeviceFeaturesSel, 1);
-            f |= std::uint64_t{read(mmio::kDeviceFeatures)} << 32;
+            write(kMmioDeviceFeaturesSel, 1);
+            f |= std::uint64_t{read(kMmioDeviceFeatures)} << 32;
         }
         return f;
     }
     void set_driver_features(std::uint64_t f) override {
-        write(mmio::kDriverFeaturesSel, 0);
-        write(mmio::kDriverFeatures, static_cast<std::uint32_t>(f));
+        write(kMmioDriverFeaturesSel, 0);
+        write(kMmioDriverFeatures, static_cast<std::uint32_t>(f));
         if (!legacy()) {
-            write(mmio::kDriverFeaturesSel, 1);
-            write(mmio::kDriverFeatures, static_cast<std::uint32_t>(f >> 32));
+            write(kMmioDriverFeaturesSel, 1);
+            write(kMmioDriverFeatures, static_cast<std::uint32_t>(f >> 32));
         }
     }
 
     std::uint16_t queue_max_size(std::uint16_t q) override {
-        write(mmio::kQueueSel, q);
+        write(kMmioQueueSel, q);
         // §4.2.3.2: the queue must not be in use yet.
-        if (read(legacy() ? mmio::kQueuePfn : mmio::kQueueReady) != 0) {
+        if (read(legacy() ? kMmioQueuePfn : kMmioQueueReady) != 0) {
             return 0;
         }
-        const std::uint32_t max = read(mmio::kQueueNumMax);
+        const std::uint32_t max = read(kMmioQueueNumMax);
         return max > 0xFFFF ? 0xFFFF : static_cast<std::uint16_t>(max);
     }
 
     bool queue_enable(std::uint16_t q, const virtq::QueueConfig& c) override {
-        write(mmio::kQueueSel, q);
-        write(mmio::kQueueNum, c.size);
+        write(kMmioQueueSel, q);
+        write(kMmioQueueNum, c.size);
         if (legacy()) {
             // §4.2.4: one page-aligned block, described by its page number.
-            if (c.desc_addr % mmio::kLegacyPageSize != 0 ||
-                c.desc_addr / mmio::kLegacyPageSize > UINT32_MAX) {
+            if (c.desc_addr % kLegacyPageSize != 0 || c.desc_addr / kLegacyPageSize > UINT32_MAX) {
                 return false;
             }
-            write(mmio::kGuestPageSize, mmio::kLegacyPageSize);
-            write(mmio::kQueueAlign, mmio::kLegacyQueueAlign);
-            write(mmio::kQueuePfn, static_cast<std::uint32_t>(c.desc_addr / mmio::kLegacyPageSize));
-            return read(mmio::kQueuePfn) != 0;
+            write(kMmioGuestPageSize, kLegacyPageSize);
+            write(kMmioQueueAlign, kLegacyQueueAlign);
+            write(kMmioQueuePfn, static_cast<std::uint32_t>(c.desc_addr / kLegacyPageSize));
+            return read(kMmioQueuePfn) != 0;
         }
-        write64(mmio::kQueueDescLow, c.desc_addr);
-        write64(mmio::kQueueDriverLow, c.driver_addr);
-        write64(mmio::kQueueDeviceLow, c.device_addr);
-        write(mmio::kQueueReady, 1);
-        return read(mmio::kQueueReady) == 1;
+        write64(kMmioQueueDescLow, c.desc_addr);
+        write64(kMmioQueueDriverLow, c.driver_addr);
+        write64(kMmioQueueDeviceLow, c.device_addr);
+        write(kMmioQueueReady, 1);
+        return read(kMmioQueueReady) == 1;
     }
 
-    void notify(std::uint16_t q) override { write(mmio::kQueueNotify, q); }
+    void notify(std::uint16_t q) override { write(kMmioQueueNotify, q); }
 
     std::uint32_t config_generation() override {
-        return legacy() ? 0 : read(mmio::kConfigGeneration);
+        return legacy() ? 0 : read(kMmioConfigGeneration);
     }
     std::uint32_t config_read(std::uint32_t off, int width) override {
-        const std::uint64_t a = base_ + mmio::kConfig + off;
+        const std::uint64_t a = base_ + kMmioConfig + off;
         switch (width) {
             case 1:
                 return mmio_read8(a);
@@ -150,14 +113,19 @@ class MmioTransport final : public Transport {
     }
     bool irq_ack() override {
         // §4.2.2: acknowledge exactly the causes read, which drops the level.
-        const std::uint32_t cause = read(mmio::kInterruptStatus);
+        const std::uint32_t cause = read(kMmioInterruptStatus);
         if (cause != 0) {
-            write(mmio::kInterruptAck, cause);
+            write(kMmioInterruptAck, cause);
         }
         return cause != 0;
     }
 
   private:
+    // Legacy ring geometry: the driver's pages are 4 KiB, and QueueAlign 4 makes the device place
+    // the used ring where driver::split_layout() does (§2.7.2 with the used ring's own alignment).
+    static constexpr std::uint32_t kLegacyPageSize = 4096;
+    static constexpr std::uint32_t kLegacyQueueAlign = 4;
+
     std::uint32_t read(std::uint64_t reg) { return mmio_read32(base_ + reg); }
     void write(std::uint64_t reg, std::uint32_t v) { mmio_write32(base_ + reg, v); }
     void write64(std::uint64_t low_reg, std::uint64_t v) {
@@ -167,7 +135,7 @@ class MmioTransport final : public Transport {
 
     std::uint64_t base_ = 0;
     std::uint32_t gsi_ = 0;
-    std::uint32_t version_ = 0;
+    MmioVersion version_ = MmioVersion::kModern;
     std::uint32_t device_id_ = 0;
 };
 

@@ -11,55 +11,18 @@
 #include <mutex>
 #include <vector>
 
+#include "spec/virtio_mmio.hpp"
 #include "transport/bus.hpp"
 #include "transport/irq.hpp"
 #include "transport/virtio_core.hpp"
 
 namespace vireo::transport {
 
-// Register offsets (§4.2.2, legacy §4.2.4).
-inline constexpr std::uint64_t kMmioMagicValue = 0x000;
-inline constexpr std::uint64_t kMmioVersion = 0x004;
-inline constexpr std::uint64_t kMmioDeviceId = 0x008;
-inline constexpr std::uint64_t kMmioVendorId = 0x00c;
-inline constexpr std::uint64_t kMmioDeviceFeatures = 0x010;
-inline constexpr std::uint64_t kMmioDeviceFeaturesSel = 0x014;
-inline constexpr std::uint64_t kMmioDriverFeatures = 0x020;
-inline constexpr std::uint64_t kMmioDriverFeaturesSel = 0x024;
-inline constexpr std::uint64_t kMmioGuestPageSize = 0x028;  // legacy
-inline constexpr std::uint64_t kMmioQueueSel = 0x030;
-inline constexpr std::uint64_t kMmioQueueNumMax = 0x034;
-inline constexpr std::uint64_t kMmioQueueNum = 0x038;
-inline constexpr std::uint64_t kMmioQueueAlign = 0x03c;  // legacy
-inline constexpr std::uint64_t kMmioQueuePfn = 0x040;    // legacy
-inline constexpr std::uint64_t kMmioQueueReady = 0x044;
-inline constexpr std::uint64_t kMmioQueueNotify = 0x050;
-inline constexpr std::uint64_t kMmioInterruptStatus = 0x060;
-inline constexpr std::uint64_t kMmioInterruptAck = 0x064;
-inline constexpr std::uint64_t kMmioStatus = 0x070;
-inline constexpr std::uint64_t kMmioQueueDescLow = 0x080;
-inline constexpr std::uint64_t kMmioQueueDescHigh = 0x084;
-inline constexpr std::uint64_t kMmioQueueDriverLow = 0x090;
-inline constexpr std::uint64_t kMmioQueueDriverHigh = 0x094;
-inline constexpr std::uint64_t kMmioQueueDeviceLow = 0x0a0;
-inline constexpr std::uint64_t kMmioQueueDeviceHigh = 0x0a4;
-inline constexpr std::uint64_t kMmioShmSel = 0x0ac;
-inline constexpr std::uint64_t kMmioShmLenLow = 0x0b0;
-inline constexpr std::uint64_t kMmioShmLenHigh = 0x0b4;
-inline constexpr std::uint64_t kMmioShmBaseLow = 0x0b8;
-inline constexpr std::uint64_t kMmioShmBaseHigh = 0x0bc;
-inline constexpr std::uint64_t kMmioQueueReset = 0x0c0;
-inline constexpr std::uint64_t kMmioConfigGeneration = 0x0fc;
-inline constexpr std::uint64_t kMmioConfig = 0x100;
-inline constexpr std::uint64_t kMmioSize = 0x1000;  // one page per device, config included
+// The register block is the spec's (spec/virtio_mmio.hpp); its size and vendor ID are ours.
+using namespace spec;
 
-inline constexpr std::uint32_t kMmioMagic = 0x74726976;   // "virt"
-inline constexpr std::uint32_t kMmioVendor = 0x4f524956;  // "VIRO"
-
-inline constexpr std::uint32_t kMmioIntUsedBuffer = 1;    // InterruptStatus bit 0
-inline constexpr std::uint32_t kMmioIntConfigChange = 2;  // InterruptStatus bit 1
-
-enum class MmioVersion : std::uint32_t { kLegacy = 1, kModern = 2 };
+inline constexpr std::uint64_t kMmioSize = 0x1000;        // one page per device, config included
+inline constexpr std::uint32_t kMmioVendor = 0x4f524956;  // VendorID: "VIRO"
 
 class VirtioMmio final : public BusDevice, private VirtioSignals {
   public:
