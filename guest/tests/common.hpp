@@ -62,7 +62,7 @@ inline void scan(bool pci) {
         }
         int n = 0;
         pci_for_each([&](const PciFunction& f) {
-            if (n < kMaxDevices && f.vendor() == vpci::kVendor &&
+            if (n < kMaxDevices && f.vendor() == kVirtioPciVendor &&
                 pci_devices[n].probe(f, bar_window())) {
                 print("[test] pci 00:%02x.%u virtio id %u\n", f.dev(), f.fn(),
                       pci_devices[n].device_id());

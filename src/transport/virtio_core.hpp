@@ -17,13 +17,12 @@
 #include "devices/device.hpp"
 #include "memory/guest_memory.hpp"
 #include "memory/unique_fd.hpp"
+#include "spec/virtio_pci.hpp"
 #include "transport/device_status.hpp"
 #include "transport/queue_worker.hpp"
 #include "virtq/virtqueue.hpp"
 
 namespace vireo::transport {
-
-inline constexpr std::uint16_t kNoVector = 0xffff;  // VIRTIO_MSI_NO_VECTOR (§4.1.5.1.2)
 
 // How the core asks its transport to interrupt the driver. Called from queue worker threads
 // (used buffers, a broken queue) and from vCPU threads (configuration writes).

@@ -17,54 +17,15 @@
 #include <memory>
 #include <mutex>
 
+#include "spec/virtio_pci.hpp"
 #include "transport/msix.hpp"
 #include "transport/pci_device.hpp"
 #include "transport/virtio_core.hpp"
 
 namespace vireo::transport {
 
-inline constexpr std::uint16_t kVirtioPciVendor = 0x1af4;
-inline constexpr std::uint16_t kVirtioPciDeviceBase = 0x1040;  // + device ID (§4.1.2)
-inline constexpr std::uint8_t kVirtioPciRevision = 1;          // modern-only device
-
-// cfg_type of struct virtio_pci_cap (§4.1.4).
-inline constexpr std::uint8_t kVirtioPciCapCommon = 1;
-inline constexpr std::uint8_t kVirtioPciCapNotify = 2;
-inline constexpr std::uint8_t kVirtioPciCapIsr = 3;
-inline constexpr std::uint8_t kVirtioPciCapDevice = 4;
-inline constexpr std::uint8_t kVirtioPciCapPci = 5;
-// struct virtio_pci_cap field offsets.
-inline constexpr std::uint32_t kVirtioCapLen = 2;
-inline constexpr std::uint32_t kVirtioCapType = 3;
-inline constexpr std::uint32_t kVirtioCapBar = 4;
-inline constexpr std::uint32_t kVirtioCapOffset = 8;
-inline constexpr std::uint32_t kVirtioCapLength = 12;
-inline constexpr std::uint32_t kVirtioCapNotifyMultiplier = 16;  // notify cap only
-inline constexpr std::uint32_t kVirtioCapPciData = 16;           // pci_cfg cap only
-
-// struct virtio_pci_common_cfg (§4.1.4.3).
-inline constexpr std::uint32_t kCommonDfSelect = 0;
-inline constexpr std::uint32_t kCommonDf = 4;
-inline constexpr std::uint32_t kCommonGfSelect = 8;
-inline constexpr std::uint32_t kCommonGf = 12;
-inline constexpr std::uint32_t kCommonMsixConfig = 16;
-inline constexpr std::uint32_t kCommonNumQueues = 18;
-inline constexpr std::uint32_t kCommonStatus = 20;
-inline constexpr std::uint32_t kCommonConfigGeneration = 21;
-inline constexpr std::uint32_t kCommonQueueSelect = 22;
-inline constexpr std::uint32_t kCommonQueueSize = 24;
-inline constexpr std::uint32_t kCommonQueueMsixVector = 26;
-inline constexpr std::uint32_t kCommonQueueEnable = 28;
-inline constexpr std::uint32_t kCommonQueueNotifyOff = 30;
-inline constexpr std::uint32_t kCommonQueueDesc = 32;
-inline constexpr std::uint32_t kCommonQueueDriver = 40;
-inline constexpr std::uint32_t kCommonQueueDevice = 48;
-inline constexpr std::uint32_t kCommonQueueNotifyData = 56;
-inline constexpr std::uint32_t kCommonQueueReset = 58;
-inline constexpr std::uint32_t kCommonSize = 60;
-
-inline constexpr std::uint8_t kIsrQueue = 1;   // ISR bit 0: used buffer
-inline constexpr std::uint8_t kIsrConfig = 2;  // ISR bit 1: configuration change
+// IDs, capabilities and the common configuration layout are the spec's (spec/virtio_pci.hpp).
+inline constexpr std::uint8_t kVirtioPciRevision = 1;  // modern-only device (§4.1.2.1)
 
 class VirtioPci final : public PciDevice, private VirtioSignals {
   public:
