@@ -3,42 +3,13 @@
 // the used length are checked, the device is not trusted to write what it claims.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "drivers/virtio.hpp"
-#include "spec/le.hpp"
+#include "spec/virtio_blk.hpp"
 
 namespace vireo::guest {
-
-namespace blk {
-inline constexpr unsigned kFSizeMax = 1;
-inline constexpr unsigned kFSegMax = 2;
-inline constexpr unsigned kFRo = 5;
-inline constexpr unsigned kFBlkSize = 6;
-inline constexpr unsigned kFFlush = 9;
-
-inline constexpr std::uint32_t kTIn = 0;
-inline constexpr std::uint32_t kTOut = 1;
-inline constexpr std::uint32_t kTFlush = 4;
-inline constexpr std::uint32_t kTGetId = 8;
-
-inline constexpr std::uint8_t kSOk = 0;
-inline constexpr std::uint8_t kSIoErr = 1;
-inline constexpr std::uint8_t kSUnsupp = 2;
-
-inline constexpr std::uint32_t kSectorSize = 512;
-inline constexpr std::uint32_t kIdBytes = 20;
-inline constexpr std::uint32_t kConfigCapacity = 0;  // le64, 512-byte sectors
-inline constexpr std::uint16_t kRequestQueue = 0;
-}  // namespace blk
-
-// §5.2.6 struct virtio_blk_req, the device-readable head.
-struct BlkReqHeader {
-    le32 type;
-    le32 reserved;
-    le64 sector;
-};
-static_assert(sizeof(BlkReqHeader) == 16);
 
 class BlkDevice {
   public:
@@ -47,7 +18,7 @@ class BlkDevice {
     bool init(Transport& t, const VirtioOptions& opts) {
         t_ = &t;
         std::uint64_t f = 0;
-        if (!virtio_negotiate(t, opts, virtq::bit(blk::kFFlush) | virtq::bit(blk::kFRo), 0, &f)) {
+        if (!virtio_negotiate(t, opts, virtq::bit(kBlkFFlush) | virtq::bit(kBlkFRo), 0, &f)) {
             return false;
         }
         features_ = f;
@@ -55,28 +26,28 @@ class BlkDevice {
             print("blk: interrupt setup failed\n");
             return false;
         }
-        if (!q_.init(t, blk::kRequestQueue, f, opts.irq) || !virtio_driver_ok(t)) {
+        if (!q_.init(t, kRequestQueue, f, opts.irq) || !virtio_driver_ok(t)) {
             return false;
         }
-        capacity_ = t.config_read64(blk::kConfigCapacity);
+        capacity_ = t.config_read64(offsetof(BlkConfig, capacity));
         return true;
     }
 
     std::uint64_t capacity() const { return capacity_; }  // sectors
-    bool has_flush() const { return (features_ & virtq::bit(blk::kFFlush)) != 0; }
-    bool read_only() const { return (features_ & virtq::bit(blk::kFRo)) != 0; }
+    bool has_flush() const { return (features_ & virtq::bit(kBlkFFlush)) != 0; }
+    bool read_only() const { return (features_ & virtq::bit(kBlkFRo)) != 0; }
 
     bool read(std::uint64_t sector, void* buf, std::uint32_t len) {
-        return request(blk::kTIn, sector, buf, len, true);
+        return request(kBlkTIn, sector, buf, len, true);
     }
     bool write(std::uint64_t sector, const void* buf, std::uint32_t len) {
-        return request(blk::kTOut, sector, const_cast<void*>(buf), len, false);
+        return request(kBlkTOut, sector, const_cast<void*>(buf), len, false);
     }
-    bool flush() { return request(blk::kTFlush, 0, nullptr, 0, false); }
+    bool flush() { return request(kBlkTFlush, 0, nullptr, 0, false); }
     // §5.2.6: up to 20 bytes, NUL-terminated only when shorter.
-    bool get_id(char (&id)[blk::kIdBytes + 1]) {
+    bool get_id(char (&id)[kBlkIdBytes + 1]) {
         __builtin_memset(id, 0, sizeof id);
-        return request(blk::kTGetId, 0, id, blk::kIdBytes, true);
+        return request(kBlkTGetId, 0, id, kBlkIdBytes, true);
     }
 
     std::uint8_t last_status() const { return status_; }
@@ -112,22 +83,24 @@ class BlkDevice {
     }
 
   private:
+    static constexpr std::uint16_t kRequestQueue = 0;  // requestq1, the only one used
+
     bool request(std::uint32_t type, std::uint64_t sector, void* data, std::uint32_t len,
                  bool device_writes) {
-        if ((type == blk::kTIn || type == blk::kTOut) &&
-            (len % blk::kSectorSize != 0 || sector > capacity_ ||
-             len / blk::kSectorSize > capacity_ - sector)) {
+        if ((type == kBlkTIn || type == kBlkTOut) &&
+            (len % kSectorSize != 0 || sector > capacity_ ||
+             len / kSectorSize > capacity_ - sector)) {
             print("blk: request beyond capacity\n");
             return false;
         }
         const int status = submit(type, sector, data, len, device_writes);
-        if (status != blk::kSOk) {
+        if (status != kBlkSOk) {
             print("blk: request type %u status %d\n", type, status);
             return false;
         }
         // A successful read wrote every data byte and the status; nothing writes more.
         const std::uint32_t expect = device_writes ? len + 1 : 1;
-        if (used_ > expect || (type == blk::kTIn && used_ != expect)) {
+        if (used_ > expect || (type == kBlkTIn && used_ != expect)) {
             print("blk: used length %u, expected %u\n", used_, expect);
             return false;
         }

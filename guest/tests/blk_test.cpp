@@ -30,15 +30,15 @@ int guest_main() {
     print("blk: capacity %lu sectors, flush %s\n", disk.capacity(),
           disk.has_flush() ? "yes" : "no");
 
-    char id[blk::kIdBytes + 1];
+    char id[kBlkIdBytes + 1];
     if (!disk.get_id(id)) {
         print("blk: GET_ID failed (status %u)\n", disk.last_status());
-        if (disk.last_status() != blk::kSUnsupp) {
+        if (disk.last_status() != kBlkSUnsupp) {
             return 2;
         }
     } else {
         print("blk: id \"%s\"\n", id);
-        char want[blk::kIdBytes + 1];
+        char want[kBlkIdBytes + 1];
         if (opt("id", want, sizeof want) && !str_eq(id, want)) {
             print("blk: id should be \"%s\"\n", want);
             return 2;
@@ -46,7 +46,7 @@ int guest_main() {
     }
 
     // Sector 0 carries a marker the host wrote: proves reads return the image's bytes.
-    if (!disk.read(0, rbuf, blk::kSectorSize)) {
+    if (!disk.read(0, rbuf, kSectorSize)) {
         return 3;
     }
     for (std::size_t i = 0; i + 1 < sizeof kImageMarker; ++i) {
@@ -62,7 +62,7 @@ int guest_main() {
         const std::uint32_t irq_before = t->interrupts();
         const std::uint64_t start = platform::cycle_counter();
         for (std::uint64_t i = 0; i < n; ++i) {
-            if (!disk.read(i % 64, rbuf, blk::kSectorSize)) {
+            if (!disk.read(i % 64, rbuf, kSectorSize)) {
                 return 12;
             }
         }
@@ -93,20 +93,19 @@ int guest_main() {
         }
     }
     // A request past the end must be refused by the driver before it reaches the device...
-    if (disk.read(disk.capacity(), rbuf, blk::kSectorSize)) {
+    if (disk.read(disk.capacity(), rbuf, kSectorSize)) {
         return 9;
     }
     // ...and by the device when it gets there anyway: completed with IOERR, never left hanging.
     // An unknown request type is answered UNSUPP (§5.2.6.1).
-    const int past_end = disk.submit(blk::kTIn, disk.capacity(), rbuf, blk::kSectorSize, true);
+    const int past_end = disk.submit(kBlkTIn, disk.capacity(), rbuf, kSectorSize, true);
     const int unknown = disk.submit(0x7f, 0, nullptr, 0, false);
     print("blk: read past the end -> status %d, unknown type -> status %d\n", past_end, unknown);
-    if (past_end != blk::kSIoErr || unknown != blk::kSUnsupp) {
+    if (past_end != kBlkSIoErr || unknown != kBlkSUnsupp) {
         return 11;
     }
     // The queue still works after the refused requests.
-    if (!disk.read(sector, rbuf, blk::kSectorSize) ||
-        !test::mem_equal(rbuf, wbuf, blk::kSectorSize)) {
+    if (!disk.read(sector, rbuf, kSectorSize) || !test::mem_equal(rbuf, wbuf, kSectorSize)) {
         return 12;
     }
     print("blk: wrote+read %u bytes at sector %lu, fnv1a %08x\n", kBytes, sector,
