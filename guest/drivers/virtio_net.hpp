@@ -3,34 +3,18 @@
 // front and re-posted after each frame.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "drivers/virtio.hpp"
-#include "spec/le.hpp"
+#include "spec/virtio_net.hpp"
 
 namespace vireo::guest {
 
 namespace net {
-inline constexpr unsigned kFMac = 5;
-inline constexpr unsigned kFStatus = 16;
-inline constexpr std::uint16_t kReceiveQueue = 0;
-inline constexpr std::uint16_t kTransmitQueue = 1;
-inline constexpr std::uint32_t kConfigMac = 0;
-inline constexpr std::uint32_t kMaxFrame = 1514;  // Ethernet without FCS, no VLAN tag
+inline constexpr std::uint32_t kMaxFrame = kNetMaxPacket;  // no GSO, no VLAN tag
 inline constexpr int kRxBuffers = 4;
 }  // namespace net
-
-// §5.1.6 struct virtio_net_hdr (with num_buffers: the VERSION_1 layout).
-struct NetHeader {
-    std::uint8_t flags;
-    std::uint8_t gso_type;
-    le16 hdr_len;
-    le16 gso_size;
-    le16 csum_start;
-    le16 csum_offset;
-    le16 num_buffers;
-};
-static_assert(sizeof(NetHeader) == 12);
 
 class NetDevice {
   public:
@@ -38,19 +22,20 @@ class NetDevice {
 
     bool init(Transport& t, const VirtioOptions& opts) {
         std::uint64_t f = 0;
-        if (!virtio_negotiate(t, opts, virtq::bit(net::kFMac), 0, &f)) {
+        if (!virtio_negotiate(t, opts, virtq::bit(kNetFMac), 0, &f)) {
             return false;
         }
-        if ((f & virtq::bit(net::kFMac)) != 0) {
-            for (std::uint32_t i = 0; i < 6; ++i) {
-                mac_[i] = static_cast<std::uint8_t>(t.config_read(net::kConfigMac + i, 1));
+        if ((f & virtq::bit(kNetFMac)) != 0) {
+            for (std::uint32_t i = 0; i < sizeof mac_; ++i) {
+                mac_[i] = static_cast<std::uint8_t>(
+                    t.config_read(static_cast<std::uint32_t>(offsetof(NetConfig, mac)) + i, 1));
             }
         }
         if (opts.irq && !t.irq_setup(opts.intx)) {
             return false;
         }
-        if (!rx_.init(t, net::kReceiveQueue, f, opts.irq) ||
-            !tx_.init(t, net::kTransmitQueue, f, opts.irq) || !virtio_driver_ok(t)) {
+        if (!rx_.init(t, kReceiveQueue, f, opts.irq) || !tx_.init(t, kTransmitQueue, f, opts.irq) ||
+            !virtio_driver_ok(t)) {
             return false;
         }
         for (int i = 0; i < net::kRxBuffers; ++i) {
@@ -85,11 +70,11 @@ class NetDevice {
         }
         // The token is one of our slots (the driver queue accepts only ids it handed out).
         const int slot = static_cast<int>(static_cast<RxSlot*>(token) - rx_slots_);
-        if (slot < 0 || slot >= net::kRxBuffers || len < sizeof(NetHeader)) {
+        if (slot < 0 || slot >= net::kRxBuffers || len < sizeof(NetHdr)) {
             print("net: bad receive completion (len %u)\n", len);
             return -1;
         }
-        const std::uint32_t frame = len - static_cast<std::uint32_t>(sizeof(NetHeader));
+        const std::uint32_t frame = len - static_cast<std::uint32_t>(sizeof(NetHdr));
         const std::uint32_t n = frame < cap ? frame : cap;
         __builtin_memcpy(out, rx_slots_[slot].data, n);
         if (!post_rx(slot)) {
@@ -100,8 +85,11 @@ class NetDevice {
     }
 
   private:
+    static constexpr std::uint16_t kReceiveQueue = 0;   // receiveq1
+    static constexpr std::uint16_t kTransmitQueue = 1;  // transmitq1
+
     struct RxSlot {
-        NetHeader hdr;
+        NetHdr hdr;
         std::uint8_t data[net::kMaxFrame];
     };
 
@@ -117,7 +105,7 @@ class NetDevice {
     Queue<16> rx_;
     Queue<16> tx_;
     std::uint8_t mac_[6] = {};
-    NetHeader tx_hdr_ = {};
+    NetHdr tx_hdr_ = {};
     RxSlot rx_slots_[net::kRxBuffers] = {};
 };
 

@@ -34,93 +34,10 @@
 #include <vector>
 
 #include "devices/device.hpp"
-#include "spec/le.hpp"
+#include "spec/virtio_net.hpp"
 #include "virtq/chain.hpp"
 
 namespace vireo::dev {
-
-// --- wire constants (§5.1.3, §5.1.4, §5.1.6) ------------------------------------------------
-inline constexpr unsigned kNetFCsum = 0;
-inline constexpr unsigned kNetFGuestCsum = 1;
-inline constexpr unsigned kNetFCtrlGuestOffloads = 2;
-inline constexpr unsigned kNetFMtu = 3;
-inline constexpr unsigned kNetFMac = 5;
-inline constexpr unsigned kNetFGuestTso4 = 7;
-inline constexpr unsigned kNetFGuestTso6 = 8;
-inline constexpr unsigned kNetFGuestEcn = 9;
-inline constexpr unsigned kNetFGuestUfo = 10;
-inline constexpr unsigned kNetFHostTso4 = 11;
-inline constexpr unsigned kNetFHostTso6 = 12;
-inline constexpr unsigned kNetFHostEcn = 13;
-inline constexpr unsigned kNetFHostUfo = 14;
-inline constexpr unsigned kNetFMrgRxbuf = 15;
-inline constexpr unsigned kNetFStatus = 16;
-inline constexpr unsigned kNetFCtrlVq = 17;
-inline constexpr unsigned kNetFCtrlRx = 18;
-inline constexpr unsigned kNetFCtrlVlan = 19;
-inline constexpr unsigned kNetFGuestAnnounce = 21;
-inline constexpr unsigned kNetFMq = 22;
-inline constexpr unsigned kNetFCtrlMacAddr = 23;
-
-inline constexpr std::uint16_t kNetSLinkUp = 1;  // config status (§5.1.4)
-
-// virtio_net_hdr flags and gso_type (§5.1.6).
-inline constexpr std::uint8_t kNetHdrFNeedsCsum = 1;
-inline constexpr std::uint8_t kNetHdrFDataValid = 2;
-inline constexpr std::uint8_t kNetHdrFRscInfo = 4;
-inline constexpr std::uint8_t kNetHdrGsoNone = 0;
-inline constexpr std::uint8_t kNetHdrGsoTcpv4 = 1;
-inline constexpr std::uint8_t kNetHdrGsoUdp = 3;
-inline constexpr std::uint8_t kNetHdrGsoTcpv6 = 4;
-inline constexpr std::uint8_t kNetHdrGsoUdpL4 = 5;
-inline constexpr std::uint8_t kNetHdrGsoEcn = 0x80;
-
-// Control queue (§5.1.6.5).
-inline constexpr std::uint8_t kNetOk = 0;
-inline constexpr std::uint8_t kNetErr = 1;
-inline constexpr std::uint8_t kNetCtrlRx = 0;
-inline constexpr std::uint8_t kNetCtrlRxPromisc = 0;
-inline constexpr std::uint8_t kNetCtrlRxAllmulti = 1;
-inline constexpr std::uint8_t kNetCtrlMac = 1;
-inline constexpr std::uint8_t kNetCtrlMacTableSet = 0;
-inline constexpr std::uint8_t kNetCtrlMacAddrSet = 1;
-inline constexpr std::uint8_t kNetCtrlVlan = 2;
-inline constexpr std::uint8_t kNetCtrlAnnounce = 3;
-inline constexpr std::uint8_t kNetCtrlMq = 4;
-inline constexpr std::uint8_t kNetCtrlMqVqPairsSet = 0;
-inline constexpr std::uint8_t kNetCtrlGuestOffloads = 5;
-inline constexpr std::uint16_t kNetMqPairsMin = 1;
-inline constexpr std::uint16_t kNetMqPairsMax = 0x8000;
-
-// §5.1.6: struct virtio_net_hdr (VERSION_1 layout, num_buffers always present).
-struct NetHdr {
-    std::uint8_t flags;
-    std::uint8_t gso_type;
-    le16 hdr_len;
-    le16 gso_size;
-    le16 csum_start;
-    le16 csum_offset;
-    le16 num_buffers;
-};
-static_assert(sizeof(NetHdr) == 12);
-inline constexpr std::size_t kNetHdrSize = sizeof(NetHdr);
-inline constexpr std::size_t kNetHdrNumBuffersOffset = 10;
-
-// §5.1.4 struct virtio_net_config.
-struct NetConfig {
-    std::uint8_t mac[6];
-    le16 status;
-    le16 max_virtqueue_pairs;
-    le16 mtu;
-    le32 speed;
-    std::uint8_t duplex;
-    std::uint8_t rss_max_key_size;
-    le16 rss_max_indirection_table_length;
-    le32 supported_hash_types;
-};
-static_assert(offsetof(NetConfig, status) == 6 && offsetof(NetConfig, max_virtqueue_pairs) == 8);
-static_assert(offsetof(NetConfig, mtu) == 10 && offsetof(NetConfig, speed) == 12);
-static_assert(offsetof(NetConfig, duplex) == 16 && sizeof(NetConfig) == 24);
 
 // --- frame limits ------------------------------------------------------------------------------
 inline constexpr std::size_t kEthHeader = 14;
@@ -132,11 +49,11 @@ inline constexpr std::uint16_t kEthTypeVlan = 0x8100;  // 802.1Q
 inline constexpr std::uint8_t kIpProtoTcp = 6;
 inline constexpr std::uint8_t kIpProtoUdp = 17;
 inline constexpr std::size_t kEthAddr = 6;
-// §5.1.6.3: 65550 bytes is the largest (GSO) packet, 1514 without GSO. A VLAN tag (4 bytes) may
-// come on top of either, as Linux sends it in-band.
+// The spec's largest packets (kNetMaxGsoPacket, kNetMaxPacket), and a VLAN tag (4 bytes) on top
+// of either, as Linux sends it in-band.
 inline constexpr std::size_t kVlanTag = 4;
-inline constexpr std::size_t kNetMaxFrame = 65550 + kVlanTag;
-inline constexpr std::size_t kNetMaxPlainFrame = 1514 + kVlanTag;
+inline constexpr std::size_t kNetMaxFrame = kNetMaxGsoPacket + kVlanTag;
+inline constexpr std::size_t kNetMaxPlainFrame = kNetMaxPacket + kVlanTag;
 
 using MacAddress = std::array<std::uint8_t, kEthAddr>;
 
