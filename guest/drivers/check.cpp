@@ -1,7 +1,8 @@
 // Compile-only proof that guest/drivers is architecture-neutral: every driver header and every
 // template instantiated without any runtime (the platform functions stay undeclared-undefined;
-// nothing is linked). Built for x86-64 with the guests' flags and, when the cross compiler is
-// installed, for riscv64 (guest/CMakeLists.txt).
+// nothing is linked), and every src/spec header, drivers use it or not, compiled freestanding.
+// Built for x86-64 with the guests' flags and, when the cross compiler is installed, for riscv64
+// (guest/CMakeLists.txt).
 #include "drivers/edu.hpp"
 #include "drivers/pci.hpp"
 #include "drivers/platform.hpp"
@@ -12,6 +13,15 @@
 #include "drivers/virtio_net.hpp"
 #include "drivers/virtio_pci.hpp"
 #include "drivers/virtio_rng.hpp"
+#include "spec/le.hpp"
+#include "spec/virtio.hpp"
+#include "spec/virtio_blk.hpp"
+#include "spec/virtio_console.hpp"
+#include "spec/virtio_mmio.hpp"
+#include "spec/virtio_net.hpp"
+#include "spec/virtio_pci.hpp"
+#include "spec/virtio_rng.hpp"
+#include "spec/virtio_vsock.hpp"
 
 namespace vireo::guest::check {
 

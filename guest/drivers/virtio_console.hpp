@@ -5,12 +5,11 @@
 #include <cstdint>
 
 #include "drivers/virtio.hpp"
+#include "spec/virtio_console.hpp"
 
 namespace vireo::guest {
 
 namespace console {
-inline constexpr std::uint16_t kReceiveQueue = 0;
-inline constexpr std::uint16_t kTransmitQueue = 1;
 inline constexpr std::uint32_t kRxBytes = 256;
 }  // namespace console
 
@@ -26,8 +25,8 @@ class ConsoleDevice {
         if (opts.irq && !t.irq_setup(opts.intx)) {
             return false;
         }
-        if (!rx_.init(t, console::kReceiveQueue, f, opts.irq) ||
-            !tx_.init(t, console::kTransmitQueue, f, opts.irq) || !virtio_driver_ok(t)) {
+        if (!rx_.init(t, kConsolePort0Rx, f, opts.irq) ||
+            !tx_.init(t, kConsolePort0Tx, f, opts.irq) || !virtio_driver_ok(t)) {
             return false;
         }
         return post_rx();

@@ -4,12 +4,12 @@
 #include <cstdint>
 
 #include "drivers/virtio.hpp"
+#include "spec/virtio_rng.hpp"
 
 namespace vireo::guest {
 
 class RngDevice {
   public:
-    static constexpr std::uint16_t kRequestQueue = 0;
     static constexpr int kMaxRequests = 64;  // bounds the loop if the device returns short
 
     constexpr RngDevice() = default;
@@ -22,7 +22,7 @@ class RngDevice {
         if (opts.irq && !t.irq_setup(opts.intx)) {
             return false;
         }
-        return q_.init(t, kRequestQueue, f, opts.irq) && virtio_driver_ok(t);
+        return q_.init(t, kRngQueueRequest, f, opts.irq) && virtio_driver_ok(t);
     }
 
     // Fills `buf` completely; the device may return fewer bytes per request (§5.4.6).

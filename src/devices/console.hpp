@@ -38,48 +38,9 @@
 #include "devices/console_backend.hpp"
 #include "devices/device.hpp"
 #include "memory/unique_fd.hpp"
-#include "spec/le.hpp"
+#include "spec/virtio_console.hpp"
 
 namespace vireo::dev {
-
-// --- wire constants (§5.3.3, §5.3.6.2) --------------------------------------------------
-inline constexpr unsigned kConsoleFSize = 0;
-inline constexpr unsigned kConsoleFMultiport = 1;
-inline constexpr unsigned kConsoleFEmergWrite = 2;
-
-inline constexpr std::uint16_t kConsoleDeviceReady = 0;
-inline constexpr std::uint16_t kConsoleDeviceAdd = 1;
-inline constexpr std::uint16_t kConsoleDeviceRemove = 2;
-inline constexpr std::uint16_t kConsolePortReady = 3;
-inline constexpr std::uint16_t kConsoleConsolePort = 4;
-inline constexpr std::uint16_t kConsoleResize = 5;
-inline constexpr std::uint16_t kConsolePortOpen = 6;
-inline constexpr std::uint16_t kConsolePortName = 7;
-
-// Queue indices (§5.3.2).
-inline constexpr std::uint16_t kConsolePort0Rx = 0;
-inline constexpr std::uint16_t kConsolePort0Tx = 1;
-inline constexpr std::uint16_t kConsoleControlRx = 2;  // device → driver
-inline constexpr std::uint16_t kConsoleControlTx = 3;  // driver → device
-inline constexpr std::uint16_t kConsolePort1Rx = 4;
-
-// §5.3.4 struct virtio_console_config.
-struct ConsoleConfig {
-    le16 cols;
-    le16 rows;
-    le32 max_nr_ports;
-    le32 emerg_wr;
-};
-static_assert(sizeof(ConsoleConfig) == 12);
-static_assert(offsetof(ConsoleConfig, max_nr_ports) == 4 && offsetof(ConsoleConfig, emerg_wr) == 8);
-
-// §5.3.6.2 struct virtio_console_control; PORT_NAME is followed by the name (no NUL).
-struct ConsoleControl {
-    le32 id;
-    le16 event;
-    le16 value;
-};
-static_assert(sizeof(ConsoleControl) == 8);
 
 // --- limits ------------------------------------------------------------------------------
 inline constexpr std::size_t kConsoleMaxPorts = 32;

@@ -17,11 +17,11 @@
 #include <string>
 
 #include "devices/device.hpp"
+#include "spec/virtio_rng.hpp"
 #include "virtq/ring_layout.hpp"
 
 namespace vireo::dev {
 
-inline constexpr std::uint16_t kRngQueueRequest = 0;
 // Largest number of bytes one chain receives: bounds the time one chain costs the queue thread.
 inline constexpr std::uint32_t kRngMaxChainBytes = 1u << 20;
 
