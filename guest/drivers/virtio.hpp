@@ -112,18 +112,39 @@ class Transport {
             this);
     }
 
+    // A device-configuration field of `width` bytes (1, 2 or 4) at `addr`, read with an access
+    // of its own width (§4.1.3.1, §4.2.2.2).
+    static std::uint32_t config_field(std::uint64_t addr, int width) {
+        switch (width) {
+            case 1:
+                return mmio_read8(addr);
+            case 2:
+                return mmio_read16(addr);
+            default:
+                return mmio_read32(addr);
+        }
+    }
+
+    // A 64-bit queue address into its pair of 32-bit registers, low half first (both transports
+    // split them: virtio-mmio's QueueDescLow/High, virtio-pci's queue_desc).
+    static void write_halves(std::uint64_t low_reg_addr, std::uint64_t v) {
+        mmio_write32(low_reg_addr, static_cast<std::uint32_t>(v));
+        mmio_write32(low_reg_addr + 4, static_cast<std::uint32_t>(v >> 32));
+    }
+
   private:
     volatile std::uint32_t irq_count_ = 0;
     volatile std::uint32_t spurious_count_ = 0;
 };
 
 // §3.1.1 steps 1-6: reset, ACKNOWLEDGE, DRIVER, feature negotiation, FEATURES_OK and its
-// read-back. `wanted` are optional device features, `required` must be offered (both may include
-// the reserved ring bits). The transport features follow `opts`. Returns false (status FAILED)
-// when the device cannot be driven as asked.
+// read-back. `wanted` are optional device features; VERSION_1 (modern transports) and the ring
+// features `opts` asks for must be offered. Returns false (status FAILED) when the device cannot
+// be driven as asked.
 inline bool virtio_negotiate(Transport& t, const VirtioOptions& opts, std::uint64_t wanted,
-                             std::uint64_t required, std::uint64_t* negotiated) {
+                             std::uint64_t* negotiated) {
     using virtq::bit;
+    std::uint64_t required = 0;
     if (!t.reset()) {
         print("%s: reset did not complete\n", t.name());
         return false;
@@ -172,6 +193,22 @@ inline bool virtio_driver_ok(Transport& t) {
         return false;
     }
     return true;
+}
+
+// The whole of §3.1.1 as every driver here does it: negotiation with `wanted` optional features
+// (steps 1-6), the interrupt when `opts` asks for one, the device's queues (step 7: `init_queues`
+// is called with the negotiated features and returns false on failure), DRIVER_OK (step 8).
+template <typename InitQueues>
+bool virtio_init(Transport& t, const VirtioOptions& opts, std::uint64_t wanted,
+                 std::uint64_t* negotiated, InitQueues&& init_queues) {
+    if (!virtio_negotiate(t, opts, wanted, negotiated)) {
+        return false;
+    }
+    if (opts.irq && !t.irq_setup(opts.intx)) {
+        print("%s: interrupt setup failed\n", t.name());
+        return false;
+    }
+    return init_queues(*negotiated) && virtio_driver_ok(t);
 }
 
 // A virtqueue on a transport. `Capacity` caps the queue size; everything is static storage.

@@ -17,16 +17,8 @@ class BlkDevice {
 
     bool init(Transport& t, const VirtioOptions& opts) {
         t_ = &t;
-        std::uint64_t f = 0;
-        if (!virtio_negotiate(t, opts, virtq::bit(kBlkFFlush) | virtq::bit(kBlkFRo), 0, &f)) {
-            return false;
-        }
-        features_ = f;
-        if (opts.irq && !t.irq_setup(opts.intx)) {
-            print("blk: interrupt setup failed\n");
-            return false;
-        }
-        if (!q_.init(t, kRequestQueue, f, opts.irq) || !virtio_driver_ok(t)) {
+        if (!virtio_init(t, opts, virtq::bit(kBlkFFlush) | virtq::bit(kBlkFRo), &features_,
+                         [&](std::uint64_t f) { return q_.init(t, kRequestQueue, f, opts.irq); })) {
             return false;
         }
         capacity_ = t.config_read64(offsetof(BlkConfig, capacity));

@@ -18,18 +18,12 @@ class ConsoleDevice {
     constexpr ConsoleDevice() = default;
 
     bool init(Transport& t, const VirtioOptions& opts) {
+        auto init_queues = [&](std::uint64_t negotiated) {
+            return rx_.init(t, kConsolePort0Rx, negotiated, opts.irq) &&
+                   tx_.init(t, kConsolePort0Tx, negotiated, opts.irq);
+        };
         std::uint64_t f = 0;
-        if (!virtio_negotiate(t, opts, 0, 0, &f)) {
-            return false;
-        }
-        if (opts.irq && !t.irq_setup(opts.intx)) {
-            return false;
-        }
-        if (!rx_.init(t, kConsolePort0Rx, f, opts.irq) ||
-            !tx_.init(t, kConsolePort0Tx, f, opts.irq) || !virtio_driver_ok(t)) {
-            return false;
-        }
-        return post_rx();
+        return virtio_init(t, opts, 0, &f, init_queues) && post_rx();
     }
 
     // Sends `len` bytes (device-readable) and waits until the device consumed them.

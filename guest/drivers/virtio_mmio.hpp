@@ -83,9 +83,9 @@ class MmioTransport final : public Transport {
             write(kMmioQueuePfn, static_cast<std::uint32_t>(c.desc_addr / kLegacyPageSize));
             return read(kMmioQueuePfn) != 0;
         }
-        write64(kMmioQueueDescLow, c.desc_addr);
-        write64(kMmioQueueDriverLow, c.driver_addr);
-        write64(kMmioQueueDeviceLow, c.device_addr);
+        write_halves(base_ + kMmioQueueDescLow, c.desc_addr);
+        write_halves(base_ + kMmioQueueDriverLow, c.driver_addr);
+        write_halves(base_ + kMmioQueueDeviceLow, c.device_addr);
         write(kMmioQueueReady, 1);
         return read(kMmioQueueReady) == 1;
     }
@@ -96,15 +96,7 @@ class MmioTransport final : public Transport {
         return legacy() ? 0 : read(kMmioConfigGeneration);
     }
     std::uint32_t config_read(std::uint32_t off, int width) override {
-        const std::uint64_t a = base_ + kMmioConfig + off;
-        switch (width) {
-            case 1:
-                return mmio_read8(a);
-            case 2:
-                return mmio_read16(a);
-            default:
-                return mmio_read32(a);
-        }
+        return config_field(base_ + kMmioConfig + off, width);
     }
 
     bool irq_setup(bool /*intx*/) override {
@@ -128,10 +120,6 @@ class MmioTransport final : public Transport {
 
     std::uint32_t read(std::uint64_t reg) { return mmio_read32(base_ + reg); }
     void write(std::uint64_t reg, std::uint32_t v) { mmio_write32(base_ + reg, v); }
-    void write64(std::uint64_t low_reg, std::uint64_t v) {
-        write(low_reg, static_cast<std::uint32_t>(v));
-        write(low_reg + 4, static_cast<std::uint32_t>(v >> 32));
-    }
 
     std::uint64_t base_ = 0;
     std::uint32_t gsi_ = 0;

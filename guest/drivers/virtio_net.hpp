@@ -21,8 +21,12 @@ class NetDevice {
     constexpr NetDevice() = default;
 
     bool init(Transport& t, const VirtioOptions& opts) {
+        auto init_queues = [&](std::uint64_t negotiated) {
+            return rx_.init(t, kReceiveQueue, negotiated, opts.irq) &&
+                   tx_.init(t, kTransmitQueue, negotiated, opts.irq);
+        };
         std::uint64_t f = 0;
-        if (!virtio_negotiate(t, opts, virtq::bit(kNetFMac), 0, &f)) {
+        if (!virtio_init(t, opts, virtq::bit(kNetFMac), &f, init_queues)) {
             return false;
         }
         if ((f & virtq::bit(kNetFMac)) != 0) {
@@ -30,13 +34,6 @@ class NetDevice {
                 mac_[i] = static_cast<std::uint8_t>(
                     t.config_read(static_cast<std::uint32_t>(offsetof(NetConfig, mac)) + i, 1));
             }
-        }
-        if (opts.irq && !t.irq_setup(opts.intx)) {
-            return false;
-        }
-        if (!rx_.init(t, kReceiveQueue, f, opts.irq) || !tx_.init(t, kTransmitQueue, f, opts.irq) ||
-            !virtio_driver_ok(t)) {
-            return false;
         }
         for (int i = 0; i < net::kRxBuffers; ++i) {
             if (!post_rx(i)) {

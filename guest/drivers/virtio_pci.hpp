@@ -111,9 +111,9 @@ class PciTransport final : public Transport {
             print("virtio-pci: queue %u vector %u refused\n", q, vector);
             return false;
         }
-        write64(kCommonQueueDesc, c.desc_addr);
-        write64(kCommonQueueDriver, c.driver_addr);
-        write64(kCommonQueueDevice, c.device_addr);
+        write_halves(common_ + kCommonQueueDesc, c.desc_addr);
+        write_halves(common_ + kCommonQueueDriver, c.driver_addr);
+        write_halves(common_ + kCommonQueueDevice, c.device_addr);
         // §4.1.4.4: the queue's doorbell is at cap.offset + queue_notify_off × multiplier,
         // which must lie inside the notification structure.
         const std::uint64_t off =
@@ -140,15 +140,7 @@ class PciTransport final : public Transport {
         if (device_ == 0 || off + static_cast<std::uint32_t>(width) > device_len_) {
             return 0;
         }
-        const std::uint64_t a = device_ + off;
-        switch (width) {
-            case 1:
-                return mmio_read8(a);
-            case 2:
-                return mmio_read16(a);
-            default:
-                return mmio_read32(a);
-        }
+        return config_field(device_ + off, width);
     }
 
     bool irq_setup(bool intx) override {
@@ -182,11 +174,6 @@ class PciTransport final : public Transport {
 
   private:
     static constexpr int kMaxQueues = 8;
-
-    void write64(std::uint64_t reg, std::uint64_t v) {
-        mmio_write32(common_ + reg, static_cast<std::uint32_t>(v));
-        mmio_write32(common_ + reg + 4, static_cast<std::uint32_t>(v >> 32));
-    }
 
     PciFunction fn_;
     std::uint32_t device_id_ = 0;

@@ -16,13 +16,9 @@ class RngDevice {
 
     bool init(Transport& t, const VirtioOptions& opts) {
         std::uint64_t f = 0;
-        if (!virtio_negotiate(t, opts, 0, 0, &f)) {
-            return false;
-        }
-        if (opts.irq && !t.irq_setup(opts.intx)) {
-            return false;
-        }
-        return q_.init(t, kRngQueueRequest, f, opts.irq) && virtio_driver_ok(t);
+        return virtio_init(t, opts, 0, &f, [&](std::uint64_t negotiated) {
+            return q_.init(t, kRngQueueRequest, negotiated, opts.irq);
+        });
     }
 
     // Fills `buf` completely; the device may return fewer bytes per request (§5.4.6).
