@@ -52,8 +52,13 @@ class ByteStream {
     std::uint16_t u16() { return static_cast<std::uint16_t>(u8() | (u8() << 8)); }
     // Copies up to n bytes into dst, zero-filling what the input lacks.
     void copy(std::uint8_t* dst, std::size_t n) {
+        if (n == 0) {
+            return;  // dst and data_ may be null then: memcpy's arguments must not be
+        }
         const std::size_t have = std::min(n, size_ - std::min(pos_, size_));
-        std::memcpy(dst, data_ + pos_, have);
+        if (have > 0) {
+            std::memcpy(dst, data_ + pos_, have);
+        }
         std::memset(dst + have, 0, n - have);
         pos_ += have;
     }
