@@ -153,10 +153,12 @@ constexpr const char* kRefusedCalls[] = {"open", "openat", "openat2", "creat"};
 
 #ifdef VIREO_SANDBOX_ASAN
 // Sanitizer builds only: the runtime reads /proc/self/maps and, at exit, LeakSanitizer stops the
-// world with ptrace from a cloned task. Release builds never allow these.
+// world with ptrace from a cloned task, which lists /proc/self/task with getdents (the old call on
+// x86-64). That task is not a thread of ours: a call the filter kills ends only it, and the exiting
+// process then waits for it for ever. Release builds never allow these.
 constexpr const char* kSanitizerCalls[] = {
-    "openat", "open",       "readlink", "ptrace", "wait4", "waitid",           "getppid",
-    "prctl",  "getdents64", "pipe2",    "kill",   "clone", "sched_getaffinity"};
+    "openat", "open",     "readlink",   "ptrace", "wait4", "waitid", "getppid",
+    "prctl",  "getdents", "getdents64", "pipe2",  "kill",  "clone",  "sched_getaffinity"};
 #endif
 
 // ioctl requests a running back end makes: TAP offloads/header size after feature
