@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "memory/unique_fd.hpp"
+#include "vmm_test_files.hpp"
 
 extern char** environ;
 
@@ -69,33 +70,8 @@ Result run_vmm(std::vector<std::string> args) {
     return r;
 }
 
-std::string guest(const char* name) {
-    return std::string(VIREO_VMM_GUESTS) + "/" + name + ".elf";
-}
-
-class TempDir {
-  public:
-    TempDir() {
-        char tmpl[] = "/tmp/vireo-vmm-test-XXXXXX";
-        path_ = ::mkdtemp(tmpl);
-    }
-    ~TempDir() { std::filesystem::remove_all(path_); }
-    std::string file(const std::string& name, const std::string& content = "") const {
-        const std::string p = path_ + "/" + name;
-        std::ofstream(p) << content;
-        return p;
-    }
-
-  private:
-    std::string path_;
-};
-
-#define REQUIRE_KVM()                                         \
-    do {                                                      \
-        if (!std::filesystem::exists("/dev/kvm")) {           \
-            GTEST_SKIP() << "/dev/kvm is absent: no KVM run"; \
-        }                                                     \
-    } while (0)
+using test::guest;
+using test::TempDir;
 
 // --- errors before any VM exists ---------------------------------------------------------
 

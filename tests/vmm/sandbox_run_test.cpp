@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "memory/unique_fd.hpp"
+#include "vmm_test_files.hpp"
 
 extern char** environ;
 
@@ -135,31 +136,12 @@ class VmmProcess {
     pid_t pid_ = -1;
 };
 
-std::string guest(const char* name) {
-    return std::string(VIREO_VMM_GUESTS) + "/" + name + ".elf";
-}
+using test::guest;
 
 // An RV64 M-mode program of one instruction, `j .` (jal x0, 0), for --bios: it never exits.
-class SpinningRiscvProgram {
-  public:
-    SpinningRiscvProgram() {
-        char tmpl[] = "/tmp/vireo-vmm-sandbox-XXXXXX";
-        dir_ = ::mkdtemp(tmpl);
-        std::ofstream(path(), std::ios::binary).write("\x6f\x00\x00\x00", 4);
-    }
-    ~SpinningRiscvProgram() { std::filesystem::remove_all(dir_); }
-    std::string path() const { return dir_ + "/spin.bin"; }
-
-  private:
-    std::string dir_;
-};
-
-#define REQUIRE_KVM()                                         \
-    do {                                                      \
-        if (!std::filesystem::exists("/dev/kvm")) {           \
-            GTEST_SKIP() << "/dev/kvm is absent: no KVM run"; \
-        }                                                     \
-    } while (0)
+std::string spinning_riscv_program(const test::TempDir& dir) {
+    return dir.file("spin.bin", std::string("\x6f\x00\x00\x00", 4));
+}
 
 // Seccomp: 2 (filter mode) on every thread while the guest runs, no effective capabilities;
 // then the timeout ends the run normally.
@@ -206,16 +188,16 @@ TEST(VmmSandbox, X86NoSandboxLeavesTheFilterOff) {
 }
 
 TEST(VmmSandbox, RiscvHartsRunUnderTheFilter) {
-    SpinningRiscvProgram prog;
-    VmmProcess p({"--arch", "riscv64", "--bios", prog.path(), "--mem", "16M", "--harts", "2",
-                  "--timeout", "3"});
+    const test::TempDir dir;
+    VmmProcess p({"--arch", "riscv64", "--bios", spinning_riscv_program(dir), "--mem", "16M",
+                  "--harts", "2", "--timeout", "3"});
     expect_confined_while_running(p);
 }
 
 TEST(VmmSandbox, RiscvNoSandboxLeavesTheFilterOff) {
-    SpinningRiscvProgram prog;
-    VmmProcess p({"--arch", "riscv64", "--bios", prog.path(), "--mem", "16M", "--timeout", "3",
-                  "--no-sandbox"});
+    const test::TempDir dir;
+    VmmProcess p({"--arch", "riscv64", "--bios", spinning_riscv_program(dir), "--mem", "16M",
+                  "--timeout", "3", "--no-sandbox"});
     expect_unconfined_while_running(p);
 }
 
